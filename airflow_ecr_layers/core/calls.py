@@ -1,0 +1,226 @@
+"""One method per ECR call, over a botocore ECR client, with small typed results.
+
+``EcrCalls`` is a mixin: anything that provides ``ecr_client`` gets the calls. The
+Airflow hook provides it from its connection; :class:`EcrClient` from a plain
+boto3 client (CLI, benchmarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from airflow_ecr_layers.core.errors import EcrServiceError, InvalidLayerPartError, error_class_for
+from airflow_ecr_layers.core.limits import MAX_DIGESTS_PER_CHECK
+from airflow_ecr_layers.core.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    registry_id: str
+    repository_name: str
+    upload_id: str
+    part_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerAvailability:
+    digest: str
+    available: bool
+    status: str
+    """AVAILABLE, UNAVAILABLE, ARCHIVED, or the failure code (MissingLayerDigest...)."""
+    size: int | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletedLayer:
+    registry_id: str
+    repository_name: str
+    layer_digest: str
+    already_existed: bool
+
+
+@dataclass(frozen=True)
+class PutImageResult:
+    registry_id: str
+    repository_name: str
+    image_digest: str
+    tag: str | None
+    already_existed: bool
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """A manifest as ECR stores it (BatchGetImage)."""
+
+    image_digest: str
+    manifest: bytes
+    media_type: str | None
+    tag: str | None
+
+
+def _drop_none(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def translate_client_error(
+    exc: ClientError, operation: str, repository_name: str | None, registry_id: str | None
+) -> EcrServiceError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    cls = error_class_for(code, status)
+    translated = cls(
+        code,
+        str(error.get("Message", "")),
+        operation=operation,
+        repository_name=repository_name,
+        registry_id=registry_id,
+    )
+    if isinstance(translated, InvalidLayerPartError):
+        last = exc.response.get("lastValidByteReceived")
+        translated.last_valid_byte_received = int(last) if last is not None else None
+    return translated
+
+
+class EcrCalls:
+    """The ECR layer-upload API, one method a call."""
+
+    @property
+    def ecr_client(self) -> Any:
+        raise NotImplementedError
+
+    def _invoke(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
+        """Call ``operation`` with ``params``, translating service errors."""
+        try:
+            return getattr(self.ecr_client, operation)(**_drop_none(**params))
+        except ClientError as exc:
+            raise translate_client_error(exc, operation, repository_name, registry_id) from exc
+
+    def _call(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
+        return self._invoke(
+            operation, repository_name, registry_id, repositoryName=repository_name, registryId=registry_id, **params
+        )
+
+    def batch_check_layer_availability(
+        self, repository_name: str, digests: Sequence[str], registry_id: str | None = None
+    ) -> dict[str, LayerAvailability]:
+        """Availability of each digest, batched 100 at a time."""
+        found: dict[str, LayerAvailability] = {}
+        for start in range(0, len(digests), MAX_DIGESTS_PER_CHECK):
+            batch = list(digests[start : start + MAX_DIGESTS_PER_CHECK])
+            response = self._call("batch_check_layer_availability", repository_name, registry_id, layerDigests=batch)
+            for layer in response.get("layers", []):
+                status = layer.get("layerAvailability", "UNAVAILABLE")
+                found[layer["layerDigest"]] = LayerAvailability(
+                    layer["layerDigest"], status == "AVAILABLE", status, layer.get("layerSize"), layer.get("mediaType")
+                )
+            for failure in response.get("failures", []):
+                digest = failure.get("layerDigest", "")
+                found[digest] = LayerAvailability(digest, False, failure.get("failureCode", "Unknown"))
+        return found
+
+    def repository_registry_id(self, repository_name: str, registry_id: str | None = None) -> str:
+        """The registry (account) id that holds the repository; raises if it does not exist."""
+        response = self._invoke(
+            "describe_repositories", repository_name, registry_id, repositoryNames=[repository_name], registryId=registry_id
+        )
+        return str(response["repositories"][0]["registryId"])
+
+    def initiate_layer_upload(self, repository_name: str, registry_id: str | None = None) -> UploadSession:
+        registry_id = registry_id or self.repository_registry_id(repository_name)
+        response = self._call("initiate_layer_upload", repository_name, registry_id)
+        return UploadSession(
+            registry_id=response.get("registryId") or registry_id,
+            repository_name=repository_name,
+            upload_id=response["uploadId"],
+            part_size=int(response.get("partSize") or 0),
+        )
+
+    def upload_layer_part(self, session: UploadSession, first_byte: int, data: bytes) -> int:
+        """Send one part; returns ECR's ``lastByteReceived``."""
+        response = self._call(
+            "upload_layer_part",
+            session.repository_name,
+            session.registry_id or None,
+            uploadId=session.upload_id,
+            partFirstByte=first_byte,
+            partLastByte=first_byte + len(data) - 1,
+            layerPartBlob=data,
+        )
+        return int(response["lastByteReceived"])
+
+    def complete_layer_upload(self, session: UploadSession, digest: str) -> str:
+        """Complete the upload; returns the digest ECR computed."""
+        response = self._call(
+            "complete_layer_upload",
+            session.repository_name,
+            session.registry_id or None,
+            uploadId=session.upload_id,
+            layerDigests=[digest],
+        )
+        return str(response["layerDigest"])
+
+    def put_image(
+        self, repository_name: str, manifest: Manifest, tag: str | None = None, registry_id: str | None = None
+    ) -> PutImageResult:
+        response = self._call(
+            "put_image",
+            repository_name,
+            registry_id,
+            imageManifest=manifest.text(),
+            imageManifestMediaType=manifest.media_type,
+            imageTag=tag,
+            imageDigest=manifest.digest,
+        )
+        image = response["image"]
+        return PutImageResult(
+            registry_id=image.get("registryId", registry_id or ""),
+            repository_name=repository_name,
+            image_digest=image["imageId"]["imageDigest"],
+            tag=tag,
+            already_existed=False,
+        )
+
+    def batch_get_image(
+        self,
+        repository_name: str,
+        image_ids: Iterable[dict[str, str]],
+        registry_id: str | None = None,
+        accepted_media_types: Sequence[str] | None = None,
+    ) -> list[ImageRecord]:
+        response = self._call(
+            "batch_get_image",
+            repository_name,
+            registry_id,
+            imageIds=list(image_ids),
+            acceptedMediaTypes=list(accepted_media_types) if accepted_media_types else None,
+        )
+        return [
+            ImageRecord(
+                image_digest=image["imageId"].get("imageDigest", ""),
+                manifest=image["imageManifest"].encode("utf-8"),
+                media_type=image.get("imageManifestMediaType"),
+                tag=image["imageId"].get("imageTag"),
+            )
+            for image in response.get("images", [])
+        ]
+
+    def describe_images(
+        self, repository_name: str, image_ids: Iterable[dict[str, str]] | None = None, registry_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Image details, JSON-safe (timestamps as ISO strings)."""
+        ids = list(image_ids) if image_ids is not None else None
+        response = self._call("describe_images", repository_name, registry_id, imageIds=ids)
+        return [
+            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in detail.items()}
+            for detail in response.get("imageDetails", [])
+        ]
+

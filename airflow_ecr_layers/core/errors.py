@@ -1,0 +1,111 @@
+"""The project's exceptions. Service errors keep the service's own words."""
+
+from __future__ import annotations
+
+
+class EcrLayersError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(EcrLayersError, ValueError):
+    """Bad user input, detected before anything is written to ECR."""
+
+
+class SourceError(InvalidInputError):
+    """The artifact source is missing, a directory, empty or unreadable."""
+
+
+class DigestMismatchError(EcrLayersError):
+    """The bytes streamed do not hash to the digest that was expected or reported."""
+
+
+class UploadAbortedError(EcrLayersError):
+    """An upload gave up after its bounded retries, restarts or time budget."""
+
+
+class EcrServiceError(EcrLayersError):
+    """An error answered by ECR, carrying its code, its message and the repository."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        operation: str,
+        repository_name: str | None = None,
+        registry_id: str | None = None,
+    ) -> None:
+        self.code = code
+        self.service_message = message
+        self.operation = operation
+        self.repository_name = repository_name
+        self.registry_id = registry_id
+        where = ""
+        if repository_name:
+            where = f" (repository {repository_name!r}"
+            where += f" in registry {registry_id!r})" if registry_id else ")"
+        super().__init__(f"{operation} failed with {code}{where}: {message}")
+
+
+class RepositoryNotFoundError(EcrServiceError):
+    """The repository does not exist in the registry."""
+
+
+class UploadNotFoundError(EcrServiceError):
+    """The upload id is unknown or expired; the upload must start over."""
+
+
+class InvalidLayerPartError(EcrServiceError):
+    """A part did not start where ECR expected; carries ``last_valid_byte_received``."""
+
+    last_valid_byte_received: int | None = None
+
+
+class LayerAlreadyExistsError(EcrServiceError):
+    """The layer is already in the repository (success for sha256 digests)."""
+
+
+class LayersNotFoundError(EcrServiceError):
+    """PutImage referenced a blob that is not in the repository."""
+
+
+class ImageAlreadyExistsError(EcrServiceError):
+    """The same manifest already carries this tag (an idempotent re-push)."""
+
+
+class ImageTagAlreadyExistsError(EcrServiceError):
+    """The tag exists and the repository's tags are immutable."""
+
+
+class ThrottledError(EcrServiceError):
+    """ECR asked the client to slow down."""
+
+
+class ServiceUnavailableError(EcrServiceError):
+    """ECR answered with a server-side failure (5xx)."""
+
+
+_BY_CODE: dict[str, type[EcrServiceError]] = {
+    "RepositoryNotFoundException": RepositoryNotFoundError,
+    "UploadNotFoundException": UploadNotFoundError,
+    "InvalidLayerPartException": InvalidLayerPartError,
+    "LayerAlreadyExistsException": LayerAlreadyExistsError,
+    "LayersNotFoundException": LayersNotFoundError,
+    "ImageAlreadyExistsException": ImageAlreadyExistsError,
+    "ImageTagAlreadyExistsException": ImageTagAlreadyExistsError,
+    "ThrottlingException": ThrottledError,
+    "LimitExceededException": ThrottledError,
+    "TooManyRequestsException": ThrottledError,
+    "ServerException": ServiceUnavailableError,
+    "ServiceUnavailable": ServiceUnavailableError,
+    "InternalFailure": ServiceUnavailableError,
+}
+
+
+def error_class_for(code: str, http_status: int | None = None) -> type[EcrServiceError]:
+    """The exception class for an ECR error code (5xx without a known code is transient)."""
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    if http_status is not None and http_status >= 500:
+        return ServiceUnavailableError
+    return EcrServiceError

@@ -1,0 +1,28 @@
+"""Checks on the dicts one operator hands the next through XCom."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_ecr_layers.core.errors import InvalidInputError
+
+
+def require(result: object, what: str, **fields: type | tuple[type, ...]) -> Mapping[str, Any]:
+    """Check that ``result`` is a mapping with ``fields`` of the given types."""
+    if not isinstance(result, Mapping):
+        raise InvalidInputError(f"{what} must be the upstream task's result dict, got {type(result).__name__}")
+    problems = []
+    for key, kind in fields.items():
+        if key not in result:
+            problems.append(f"missing {key!r}")
+        elif not isinstance(result[key], kind) or isinstance(result[key], bool):
+            problems.append(f"{key!r} is {type(result[key]).__name__}, expected {_names(kind)}")
+    if problems:
+        raise InvalidInputError(f"Malformed {what}: {'; '.join(problems)} (got keys {sorted(result)})")
+    return result
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)

@@ -1,0 +1,75 @@
+"""Bounded retry with exponential backoff and full jitter, for transient ECR failures."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
+
+from airflow_ecr_layers.core.errors import ServiceUnavailableError, ThrottledError, UploadAbortedError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ThrottledError,
+    ServiceUnavailableError,
+    BotoConnectionError,
+    HTTPClientError,
+)
+"""Failures worth another try: throttling, 5xx, resets and timeouts (after botocore's own retries)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Our retries on top of botocore's (whose ``retries`` config is left as the user set it)."""
+
+    max_attempts: int = 5
+    """Attempts per call, or per byte position for resumes."""
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_total_seconds: float = 900.0
+    """Time one blob may spend waiting on retries before the push is abandoned."""
+    max_restarts: int = 2
+    """Fresh uploads after UploadNotFoundException (expired upload id)."""
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class RetryBudget:
+    """Tracks the time spent waiting under one policy."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.waited = 0.0
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except TRANSIENT_ERRORS as exc:
+                self.backoff(what, attempt, exc)
+                attempt += 1
+
+    def backoff(self, what: str, attempt: int, exc: BaseException) -> None:
+        """Sleep before attempt ``attempt + 1``, or raise when the budget is spent."""
+        if attempt >= self.policy.max_attempts or self.waited >= self.policy.max_total_seconds:
+            raise UploadAbortedError(
+                f"{what} failed after {attempt} attempts ({self.waited:.1f}s of retry waits): {exc}"
+            ) from exc
+        pause = self.policy.delay(attempt)
+        self.waited += pause
+        log.warning(
+            "%s: attempt %d/%d failed (%s: %s); retrying in %.2fs",
+            what, attempt, self.policy.max_attempts, type(exc).__name__, exc, pause,
+        )
+        time.sleep(pause)

@@ -1,0 +1,74 @@
+"""What a blob is read from: anything that can be opened at a byte offset."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class BlobSource(Protocol):
+    """A readable blob of known size. Opening it twice gives two independent handles."""
+
+    @property
+    def name(self) -> str:
+        """A display name: a URL or a path, never credentials."""
+
+    @property
+    def size(self) -> int:
+        """The number of bytes in the blob."""
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        """A binary handle positioned at ``offset``; reads of ``block_size`` are typical."""
+
+
+@dataclass(frozen=True)
+class BytesSource:
+    """A small in-memory blob (a config, the OCI empty descriptor's ``{}``)."""
+
+    data: bytes
+    name: str = "<bytes>"
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        handle = io.BytesIO(self.data)
+        handle.seek(offset)
+        return handle
+
+
+@dataclass(frozen=True)
+class LocalFileSource:
+    """A file on the local disk, read with plain unbuffered-friendly reads."""
+
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    @property
+    def size(self) -> int:
+        return os.stat(self.path).st_size
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+        handle.seek(offset)
+        return handle  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SliceSource:
+    """``size`` bytes of another source starting at ``offset`` (a member of an archive)."""
+
+    parent: BlobSource
+    offset: int
+    size: int
+    name: str
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        return self.parent.open_at(self.offset + offset, block_size)

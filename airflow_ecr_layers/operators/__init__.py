@@ -1,0 +1,17 @@
+"""Operators of the airflow-ecr-layers provider."""
+
+from airflow_ecr_layers.operators.lifecycle import (
+    CompleteLayerUploadOperator,
+    InitiateLayerUploadOperator,
+    PutImageOperator,
+    UploadLayerPartsOperator,
+)
+from airflow_ecr_layers.operators.push import PushArtifactOperator
+
+__all__ = [
+    "CompleteLayerUploadOperator",
+    "InitiateLayerUploadOperator",
+    "PushArtifactOperator",
+    "PutImageOperator",
+    "UploadLayerPartsOperator",
+]

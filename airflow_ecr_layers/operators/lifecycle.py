@@ -1,0 +1,195 @@
+"""The four steps of ECR's layer-upload lifecycle, one operator each.
+
+Each returns a small JSON-safe dict that the next one takes directly
+(``upload=initiate.output``), so the chain reads like the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_ecr_layers.core.artifact import put_artifact_manifest
+from airflow_ecr_layers.core.calls import UploadSession
+from airflow_ecr_layers.core.limits import validate_repository_name
+from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
+from airflow_ecr_layers.core.planning import validate_part_size
+from airflow_ecr_layers.core.results import require
+from airflow_ecr_layers.object_storage import open_source
+from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
+
+Context = Any
+
+
+def _session(upload: object, what: str) -> UploadSession:
+    checked = require(upload, what, registry_id=str, repository_name=str, upload_id=str, part_size=int)
+    return UploadSession(
+        checked["registry_id"], checked["repository_name"], checked["upload_id"], checked["part_size"]
+    )
+
+
+class InitiateLayerUploadOperator(EcrLayersBaseOperator):
+    """Start a layer upload (InitiateLayerUpload).
+
+    :param repository_name: the ECR repository.
+    :return: ``{registry_id, repository_name, upload_id, part_size}``
+    """
+
+    template_fields: Sequence[str] = (*EcrLayersBaseOperator.template_fields, "repository_name")
+
+    def __init__(self, *, repository_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.repository_name = repository_name
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        repository = validate_repository_name(self.repository_name)
+        session = self.hook.initiate_layer_upload(repository, self.checked_registry_id())
+        self.log.info("Started upload %s in %s (part size %d)", session.upload_id, repository, session.part_size)
+        return session.as_dict()
+
+
+class UploadLayerPartsOperator(EcrLayersBaseOperator):
+    """Stream an object storage file into an upload, in parts, hashing sha256 on the way.
+
+    :param source: an ``ObjectStoragePath`` URL (``s3://bucket/key``, ``file:///path``).
+    :param upload: the result of :class:`InitiateLayerUploadOperator`.
+    :param source_conn_id: the connection used to read ``source``.
+    :param part_size: bytes per part (5 MiB to 20971520); ECR's ``partSize`` if unset.
+    :param media_type: the layer's media type, carried to the manifest.
+    :param expected_digest: refuse to hand on bytes that hash differently.
+    :return: ``{registry_id, repository_name, upload_id, part_size, digest, size, parts,
+        last_byte_received, media_type, annotations, source}``; ``upload_id`` may differ
+        from the input when the upload expired and was started over.
+    """
+
+    template_fields: Sequence[str] = (
+        *EcrLayersBaseOperator.template_fields,
+        "source",
+        "source_conn_id",
+        "upload",
+        "part_size",
+        "media_type",
+        "expected_digest",
+    )
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        upload: Mapping[str, Any],
+        source_conn_id: str | None = None,
+        part_size: int | None = None,
+        media_type: str = DEFAULT_LAYER_MEDIA_TYPE,
+        expected_digest: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.upload = upload
+        self.source_conn_id = source_conn_id
+        self.part_size = part_size
+        self.media_type = media_type
+        self.expected_digest = expected_digest
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        session = _session(self.upload, "upload (the InitiateLayerUpload result)")
+        part_size = validate_part_size(int(self.part_size)) if self.part_size not in (None, "") else None
+        media_type = validate_media_type(self.media_type, "media_type")
+        source = open_source(self.source, self.source_conn_id)
+        uploaded = self.hook.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
+        return {
+            **uploaded.as_dict(),
+            "media_type": media_type,
+            "annotations": {TITLE_ANNOTATION: source.title},
+            "source": source.name,
+        }
+
+
+class CompleteLayerUploadOperator(EcrLayersBaseOperator):
+    """Complete an upload (CompleteLayerUpload) and check ECR's digest against the streamed one.
+
+    :param upload: the result of :class:`UploadLayerPartsOperator`.
+    :return: ``{registry_id, repository_name, layer_digest, size, media_type, annotations,
+        already_existed}``
+    """
+
+    template_fields: Sequence[str] = (*EcrLayersBaseOperator.template_fields, "upload")
+
+    def __init__(self, *, upload: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.upload = upload
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        what = "upload (the UploadLayerParts result)"
+        session = _session(self.upload, what)
+        parts = require(self.upload, what, digest=str, size=int)
+        existed = self.hook.complete_upload(session, parts["digest"], parts["size"])
+        self.log.info("Layer %s (%d bytes) is in %s", parts["digest"], parts["size"], session.repository_name)
+        return {
+            "registry_id": session.registry_id,
+            "repository_name": session.repository_name,
+            "layer_digest": parts["digest"],
+            "size": parts["size"],
+            "media_type": parts.get("media_type", DEFAULT_LAYER_MEDIA_TYPE),
+            "annotations": dict(parts.get("annotations") or {}),
+            "already_existed": existed,
+        }
+
+
+class PutImageOperator(EcrLayersBaseOperator):
+    """Write an OCI manifest over completed layers and tag it (one PutImage per tag).
+
+    The manifest is serialised once; its exact bytes are sent and their sha256 is
+    passed as ``imageDigest``. Without ``config`` the manifest is an OCI 1.1 artifact
+    on the empty config (uploaded if missing) with ``artifact_type``.
+
+    :param repository_name: the ECR repository.
+    :param layers: completed layer results (a list, XComArgs, or a mapped task's output).
+    :param config: optional completed result of a config blob (with ``media_type``).
+    :param artifact_type: the manifest's ``artifactType``.
+    :param annotations: manifest annotations.
+    :param tags: the tags to put; an untagged image when empty.
+    :return: ``{registry_id, repository_name, image_digest, tags, manifest_media_type, manifest_size}``
+    """
+
+    template_fields: Sequence[str] = (
+        *EcrLayersBaseOperator.template_fields,
+        "repository_name",
+        "layers",
+        "config",
+        "artifact_type",
+        "annotations",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        *,
+        repository_name: str,
+        layers: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+        config: Mapping[str, Any] | None = None,
+        artifact_type: str | None = None,
+        annotations: Mapping[str, str] | None = None,
+        tags: Sequence[str] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.repository_name = repository_name
+        self.layers = layers
+        self.config = config
+        self.artifact_type = artifact_type
+        self.annotations = annotations
+        self.tags = tags
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        layers = [self.layers] if isinstance(self.layers, Mapping) else list(self.layers)
+        return put_artifact_manifest(
+            self.hook,
+            validate_repository_name(self.repository_name),
+            layers,
+            tags=[self.tags] if isinstance(self.tags, str) else list(self.tags or []),
+            config=self.config,
+            artifact_type=self.artifact_type,
+            annotations=self.annotations,
+            registry_id=self.checked_registry_id(),
+        )

@@ -1,0 +1,500 @@
+"""Make moto's ECR enforce the layer-upload contract of the real service.
+
+moto 5.2.5 implements the layer-upload calls but lets a lot slide (see
+``/work/shared/ECR-CONTRACT.md``): part sizes, the client's layer digest,
+``LayerAlreadyExists``/``EmptyUpload``, the image digest of ``PutImage`` and the
+existence of the blobs an image references. :func:`install` patches
+:class:`moto.ecr.models.ECRBackend` in-process so that every backend (a
+``ThreadedMotoServer`` in this process as well as ``mock_aws``) behaves like ECR.
+
+:data:`STATS` counts the layer-upload traffic each repository received, so a
+test can assert that a re-push uploaded nothing.
+
+This module must not import Airflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from moto.core.exceptions import ServiceException
+from moto.ecr.exceptions import InvalidLayerPartException as _MotoInvalidLayerPartException
+from moto.ecr.exceptions import InvalidParameterException, RepositoryNotFoundException
+from moto.ecr.models import ECRBackend, LayerUpload, Repository
+
+__all__ = [
+    "STATS",
+    "EcrStats",
+    "RepositoryStats",
+    "install",
+    "is_installed",
+    "reset_stats",
+    "uninstall",
+]
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+"""Every part but the last must be at least this long."""
+MAX_PART_SIZE = 20_971_520
+"""The API's maximum ``layerPartBlob`` length (botocore does not check it client-side)."""
+MAX_PARTS = 4200
+MAX_MANIFEST_CHARS = 4_194_304
+MAX_DIGESTS_PER_CHECK = 100
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+
+
+# --- Exceptions -------------------------------------------------------------
+# moto serialises any ServiceException whose ``code`` names an error shape of the
+# ECR service model; botocore then raises ClientError with Error.Code == code.
+# All codes below are shapes of ECR's model, so they reach clients unchanged.
+
+
+class EmptyUploadException(ServiceException):
+    code = "EmptyUploadException"
+
+
+class LayerPartTooSmallException(ServiceException):
+    code = "LayerPartTooSmallException"
+    message = "All layer parts except the last part should be at least 5MB"
+
+
+class InvalidLayerException(ServiceException):
+    code = "InvalidLayerException"
+
+
+class LayerAlreadyExistsException(ServiceException):
+    code = "LayerAlreadyExistsException"
+
+
+class ImageDigestDoesNotMatchException(ServiceException):
+    code = "ImageDigestDoesNotMatchException"
+
+
+class LayersNotFoundException(ServiceException):
+    code = "LayersNotFoundException"
+
+
+class ReferencedImagesNotFoundException(ServiceException):
+    code = "ReferencedImagesNotFoundException"
+
+
+class ImageTagAlreadyExistsException(ServiceException):
+    code = "ImageTagAlreadyExistsException"
+
+
+class InvalidLayerPartException(_MotoInvalidLayerPartException):
+    """moto's exception (which carries ``lastValidByteReceived``) with a specific message."""
+
+    def __init__(
+        self,
+        registry_id: str,
+        repository_name: str,
+        upload_id: str,
+        last_valid_byte_received: int,
+        message: str,
+    ) -> None:
+        super().__init__(registry_id, repository_name, upload_id, last_valid_byte_received)
+        self.message = message
+        self.args = (message,)
+
+
+# --- Statistics -------------------------------------------------------------
+
+
+@dataclass
+class RepositoryStats:
+    """What one repository received. Rejected calls are counted too."""
+
+    initiate_layer_upload_calls: int = 0
+    upload_layer_part_calls: int = 0
+    bytes_received: int = 0
+    """Sum of the ``layerPartBlob`` lengths of all UploadLayerPart calls."""
+    complete_layer_upload_calls: int = 0
+    layers_completed: int = 0
+    """Successful CompleteLayerUpload calls (a new layer stored)."""
+    put_image_calls: int = 0
+
+
+class EcrStats:
+    """Thread-safe per-repository counters of the calls the patched backend served."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._repositories: dict[str, RepositoryStats] = {}
+
+    def add(self, repository_name: str, **increments: int) -> None:
+        with self._lock:
+            stats = self._repositories.setdefault(repository_name, RepositoryStats())
+            for name, amount in increments.items():
+                setattr(stats, name, getattr(stats, name) + amount)
+
+    def repository(self, repository_name: str) -> RepositoryStats:
+        """A copy of one repository's counters (all zero if it saw no calls)."""
+        with self._lock:
+            return replace(self._repositories.get(repository_name, RepositoryStats()))
+
+    def snapshot(self) -> dict[str, RepositoryStats]:
+        with self._lock:
+            return {name: replace(stats) for name, stats in self._repositories.items()}
+
+    def total(self) -> RepositoryStats:
+        """The counters summed over all repositories."""
+        total = RepositoryStats()
+        for stats in self.snapshot().values():
+            for f in fields(RepositoryStats):
+                setattr(total, f.name, getattr(total, f.name) + getattr(stats, f.name))
+        return total
+
+    @property
+    def upload_layer_part_calls(self) -> int:
+        return self.total().upload_layer_part_calls
+
+    @property
+    def bytes_received(self) -> int:
+        return self.total().bytes_received
+
+    def reset(self) -> None:
+        with self._lock:
+            self._repositories.clear()
+
+
+STATS = EcrStats()
+
+
+def reset_stats() -> None:
+    STATS.reset()
+
+
+# --- Helpers ----------------------------------------------------------------
+
+_PART_SIZES = "strict_ecr_part_sizes"
+
+
+def _part_sizes(upload: LayerUpload) -> list[int]:
+    """The lengths of the parts an upload accepted, kept on the upload object itself
+    so that they vanish with it (and with a moto reset)."""
+    sizes: list[int] | None = getattr(upload, _PART_SIZES, None)
+    if sizes is None:
+        # An upload that received bytes before install(): its parts are unknown, so
+        # treat what it has as one part (no minimum applies to a last part).
+        sizes = [len(upload.layer_parts)] if upload.layer_parts else []
+        setattr(upload, _PART_SIZES, sizes)
+    return sizes
+
+
+def _sha256(data: bytes | bytearray | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    # hashlib reads a bytearray in place: no copy of a possibly huge layer.
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _descriptors(value: object, where: str) -> list[dict[str, Any]]:
+    """Validate a list of descriptors: each one an object with a string digest."""
+    if not isinstance(value, list):
+        raise _invalid_manifest(f"{where} must be a list of descriptors")
+    for i, descriptor in enumerate(value):
+        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
+            raise _invalid_manifest(f"{where}[{i}] must be a descriptor with a digest")
+    return value
+
+
+def _invalid_manifest(reason: str) -> InvalidParameterException:
+    return InvalidParameterException(f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{reason}'")
+
+
+def _check_blobs_exist(repository: Repository, manifest: dict[str, Any]) -> None:
+    """An image manifest may only reference blobs (config and layers) already in the
+    repository. Real ECR does not exempt the OCI empty descriptor: the 2-byte ``{}``
+    blob has to be uploaded like any other."""
+    descriptors = _descriptors([manifest.get("config")], "config") + _descriptors(manifest.get("layers", []), "layers")
+    missing = [d for d in dict.fromkeys(d["digest"] for d in descriptors) if d not in repository.layers]
+    if missing:
+        raise LayersNotFoundException(
+            f"Layers with digests '{', '.join(missing)}' required for pushing image into repository "
+            f"with name '{repository.name}' in the registry with id '{repository.registry_id}' do not exist"
+        )
+    # A descriptor whose size disagrees with the stored blob is always a client bug.
+    # Real ECR's error for it is undocumented; InvalidParameterException is the
+    # closest modelled error of PutImage.
+    for descriptor in descriptors:
+        stored = repository.layers[descriptor["digest"]]
+        if descriptor.get("size") != stored:
+            raise _invalid_manifest(
+                f"descriptor {descriptor['digest']} has size {descriptor.get('size')!r} "
+                f"but the layer in the repository has {stored} bytes"
+            )
+
+
+def _check_referenced_images_exist(repository: Repository, index: dict[str, Any]) -> None:
+    """An index / manifest list may only name manifests already pushed to the repository."""
+    digests = [d["digest"] for d in _descriptors(index.get("manifests", []), "manifests")]
+    present = {image.get_image_digest() for image in repository.images}
+    missing = [d for d in dict.fromkeys(digests) if d not in present]
+    if missing:
+        raise ReferencedImagesNotFoundException(
+            f"The manifest list references images with digests '{', '.join(missing)}' that do not exist "
+            f"in the repository with name '{repository.name}' in the registry with id '{repository.registry_id}'"
+        )
+
+
+def _check_tag_immutability(repository: Repository, image_tag: str | None, image_manifest: str) -> None:
+    """moto answers ImageAlreadyExistsException when an immutable tag would move to
+    another image; real ECR answers ImageTagAlreadyExistsException. (Only plain
+    IMMUTABLE repositories: the *_WITH_EXCLUSION modes are left to moto.)"""
+    if image_tag is None or repository.image_tag_mutability != "IMMUTABLE":
+        return
+    for image in repository.images:
+        if image_tag in image.image_tags and image.image_manifest != image_manifest:
+            raise ImageTagAlreadyExistsException(
+                f"The image tag '{image_tag}' already exists in the '{repository.name}' repository "
+                "and cannot be overwritten because the repository is immutable."
+            )
+
+
+# --- The patched ECRBackend methods -----------------------------------------
+
+_PATCHED_METHODS = (
+    "initiate_layer_upload",
+    "upload_layer_part",
+    "complete_layer_upload",
+    "put_image",
+    "batch_check_layer_availability",
+)
+_ORIGINALS: dict[str, Callable[..., Any]] = {name: getattr(ECRBackend, name) for name in _PATCHED_METHODS}
+
+
+def _initiate_layer_upload(self: ECRBackend, repository_name: str, registry_id: str | None = None) -> dict[str, Any]:
+    STATS.add(repository_name, initiate_layer_upload_calls=1)
+    result: dict[str, Any] = _ORIGINALS["initiate_layer_upload"](self, repository_name, registry_id=registry_id)
+    return result
+
+
+def _upload_layer_part(
+    self: ECRBackend,
+    repository_name: str,
+    upload_id: str,
+    part_first_byte: int,
+    part_last_byte: int,
+    layer_part_blob: bytes,
+    registry_id: str | None = None,
+) -> dict[str, Any]:
+    blob = layer_part_blob or b""
+    STATS.add(repository_name, upload_layer_part_calls=1, bytes_received=len(blob))
+
+    def call_moto() -> dict[str, Any]:
+        result: dict[str, Any] = _ORIGINALS["upload_layer_part"](
+            self, repository_name, upload_id, part_first_byte, part_last_byte, blob, registry_id=registry_id
+        )
+        return result
+
+    repository = self._get_repository(repository_name, registry_id)
+    upload = repository.uploads.get(upload_id)
+    if upload is None:
+        return call_moto()  # raises UploadNotFoundException
+
+    # A wrong offset, a wrong last byte and an oversized part all answer
+    # InvalidLayerPartException: the service model documents it as "The layer part
+    # size is not valid, or the first byte specified is not consecutive ...", and it
+    # tells the client where to resume (lastValidByteReceived), while
+    # InvalidParameterException is a generic validation error. Nothing of a
+    # rejected part is kept.
+    def reject(message: str) -> InvalidLayerPartException:
+        return InvalidLayerPartException(
+            repository.registry_id, repository_name, upload_id, upload.last_byte_received, message
+        )
+
+    expected_first = upload.last_byte_received + 1
+    if part_first_byte != expected_first:
+        raise reject(f"First byte of the layer part is {part_first_byte} instead of {expected_first}")
+    if len(blob) > MAX_PART_SIZE:
+        raise reject(f"The layer part is {len(blob)} bytes long; a layer part can be at most {MAX_PART_SIZE} bytes")
+    expected_last = part_first_byte + len(blob) - 1
+    if part_last_byte != expected_last:
+        raise reject(f"Last byte of the layer part is {part_last_byte} instead of {expected_last}")
+    sizes = _part_sizes(upload)
+    if len(sizes) >= MAX_PARTS:
+        raise reject(f"A layer can have at most {MAX_PARTS} parts")
+
+    result = call_moto()  # keeps moto's own consecutive-offset check
+    sizes.append(len(blob))
+    return result
+
+
+def _complete_layer_upload(
+    self: ECRBackend,
+    repository_name: str,
+    upload_id: str,
+    layer_digests: list[str],
+    registry_id: str | None = None,
+) -> dict[str, Any]:
+    """Re-implements moto's method (which hashes a copy of the bytes and skips all checks).
+
+    What happens to the upload id on an error:
+    - EmptyUploadException: kept. Nothing was received, the client may still send parts.
+    - LayerPartTooSmallException: consumed. The short part can never be replaced
+      (parts are consecutive), so the upload can never complete: start over.
+    - InvalidLayerException: consumed, as on real ECR: a retry must start over.
+    - LayerAlreadyExistsException: consumed; the bytes are dropped and the layer
+      in the repository stays as it was.
+    """
+    STATS.add(repository_name, complete_layer_upload_calls=1)
+    repository = self._get_repository(repository_name, registry_id)
+    upload = repository.uploads.get(upload_id)
+    if upload is None:
+        result: dict[str, Any] = _ORIGINALS["complete_layer_upload"](
+            self, repository_name, upload_id, layer_digests, registry_id=registry_id
+        )
+        return result  # not reached: moto raises UploadNotFoundException
+
+    if not upload.layer_parts:
+        raise EmptyUploadException(
+            f"The layer upload with id '{upload_id}' in the repository with name '{repository_name}' "
+            f"in the registry with id '{repository.registry_id}' does not contain any layer parts"
+        )
+    if not layer_digests:
+        raise InvalidParameterException(
+            "Invalid parameter at 'layerDigests' failed to satisfy constraint: "
+            "'Member must have length greater than or equal to 1'"
+        )
+
+    if any(size < MIN_PART_SIZE for size in _part_sizes(upload)[:-1]):
+        del repository.uploads[upload_id]
+        raise LayerPartTooSmallException()
+
+    digest = _sha256(upload.layer_parts)
+    size = len(upload.layer_parts)
+    del repository.uploads[upload_id]
+    if layer_digests[0] != digest:
+        raise InvalidLayerException(
+            f"The layer digest {layer_digests[0]} sent does not match the digest {digest} "
+            f"Amazon ECR calculated for the {size} bytes of upload '{upload_id}'"
+        )
+    if digest in repository.layers:
+        raise LayerAlreadyExistsException(
+            f"The layer with digest {digest} already exists in the repository with name "
+            f"'{repository_name}' in the registry with id '{repository.registry_id}'"
+        )
+    repository.layers[digest] = size  # BatchCheckLayerAvailability reports this size
+    STATS.add(repository_name, layers_completed=1)
+    return {
+        "registryId": repository.registry_id,
+        "repositoryName": repository_name,
+        "uploadId": upload_id,
+        "layerDigest": digest,
+    }
+
+
+def _put_image(
+    self: ECRBackend,
+    repository_name: str,
+    image_manifest: str,
+    image_tag: str | None,
+    image_manifest_mediatype: str | None = None,
+    digest: str | None = None,
+) -> Any:
+    STATS.add(repository_name, put_image_calls=1)
+    repository = self.repositories.get(repository_name)
+    if repository is None:  # moto raises a bare Exception (HTTP 500)
+        raise RepositoryNotFoundException(repository_name, self.account_id)
+
+    if len(image_manifest) > MAX_MANIFEST_CHARS:
+        raise InvalidParameterException(
+            f"Invalid parameter at 'imageManifest' failed to satisfy constraint: "
+            f"'Member must have length less than or equal to {MAX_MANIFEST_CHARS}'"
+        )
+    try:
+        manifest = json.loads(image_manifest)
+    except json.JSONDecodeError:  # moto raises a bare Exception (HTTP 500)
+        raise _invalid_manifest("Invalid JSON syntax") from None
+    if not isinstance(manifest, dict):
+        raise _invalid_manifest("Invalid JSON syntax")
+
+    manifest_media_type = manifest.get("mediaType")
+    for media_type in (image_manifest_mediatype, manifest_media_type):
+        if media_type is not None and (not isinstance(media_type, str) or ";" in media_type):
+            raise InvalidParameterException(
+                f"Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+                f"'Invalid media type {media_type!r}'"
+            )
+    # A manifest that says one media type while the request says another is a client
+    # bug (the OCI distribution spec has registries reject it).
+    if image_manifest_mediatype and manifest_media_type and image_manifest_mediatype != manifest_media_type:
+        raise InvalidParameterException(
+            f"Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+            f"'{image_manifest_mediatype}' does not match the manifest's mediaType '{manifest_media_type}'"
+        )
+    media_type = image_manifest_mediatype or manifest_media_type
+
+    computed = _sha256(image_manifest)
+    if digest is not None and digest != computed:
+        raise ImageDigestDoesNotMatchException(
+            f"The image digest {digest} sent does not match the digest {computed} "
+            "Amazon ECR calculated for the image manifest"
+        )
+    if media_type in IMAGE_MANIFEST_TYPES:
+        _check_blobs_exist(repository, manifest)
+    elif media_type in INDEX_TYPES:
+        _check_referenced_images_exist(repository, manifest)
+    _check_tag_immutability(repository, image_tag, image_manifest)
+    # moto would otherwise store a digest of the concatenated layer digests.
+    return _ORIGINALS["put_image"](self, repository_name, image_manifest, image_tag, media_type, computed)
+
+
+def _batch_check_layer_availability(
+    self: ECRBackend,
+    repository_name: str,
+    layer_digests: list[str],
+    registry_id: str | None = None,
+) -> dict[str, Any]:
+    # moto already reports the stored byte count as layerSize; only the list limit is missing.
+    if len(layer_digests) > MAX_DIGESTS_PER_CHECK:
+        raise InvalidParameterException(
+            f"Invalid parameter at 'layerDigests' failed to satisfy constraint: "
+            f"'Member must have length less than or equal to {MAX_DIGESTS_PER_CHECK}'"
+        )
+    result: dict[str, Any] = _ORIGINALS["batch_check_layer_availability"](
+        self, repository_name, layer_digests, registry_id=registry_id
+    )
+    return result
+
+
+_REPLACEMENTS: dict[str, Callable[..., Any]] = {
+    "initiate_layer_upload": _initiate_layer_upload,
+    "upload_layer_part": _upload_layer_part,
+    "complete_layer_upload": _complete_layer_upload,
+    "put_image": _put_image,
+    "batch_check_layer_availability": _batch_check_layer_availability,
+}
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Patch ``ECRBackend`` (idempotent). Affects every ECR backend in this process,
+    including those of a ``ThreadedMotoServer`` and of ``mock_aws``; survives
+    ``/moto-api/reset`` since the class, not the instances, is patched."""
+    with _install_lock:
+        for name, replacement in _REPLACEMENTS.items():
+            setattr(ECRBackend, name, replacement)
+
+
+def uninstall() -> None:
+    """Restore moto's own methods (idempotent)."""
+    with _install_lock:
+        for name, original in _ORIGINALS.items():
+            setattr(ECRBackend, name, original)
+
+
+def is_installed() -> bool:
+    return all(getattr(ECRBackend, name) is fn for name, fn in _REPLACEMENTS.items())

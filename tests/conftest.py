@@ -1,0 +1,127 @@
+"""Shared fixtures: an embedded strict ECR+S3 on loopback and an Airflow home for DAG runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="ecr-layers-airflow-"))
+# Airflow reads these when first imported: set them before any test module imports it.
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+
+from airflow_ecr_layers.testing.server import EmbeddedAws  # noqa: E402
+from airflow_ecr_layers.testing.strict_ecr import STATS  # noqa: E402
+
+MiB = 1024 * 1024
+CONN_ID = "aws_default"
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws() as server:
+        conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": server.endpoint_url, "region_name": server.region},
+        }
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
+        yield server
+
+
+@pytest.fixture
+def clean_aws(aws: EmbeddedAws) -> EmbeddedAws:
+    aws.reset()
+    return aws
+
+
+@pytest.fixture
+def ecr(clean_aws: EmbeddedAws) -> Any:
+    import boto3
+
+    return boto3.client("ecr", endpoint_url=clean_aws.endpoint_url, region_name=clean_aws.region)
+
+
+@pytest.fixture
+def s3(clean_aws: EmbeddedAws) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=clean_aws.endpoint_url, region_name=clean_aws.region)
+
+
+@pytest.fixture
+def repo(ecr: Any) -> str:
+    ecr.create_repository(repositoryName="team/models")
+    return "team/models"
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    s3.create_bucket(Bucket="artifacts")
+    return "artifacts"
+
+
+def pattern_bytes(size: int, seed: int = 0) -> bytes:
+    """Deterministic bytes that differ per position (so misplaced parts change the digest)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    reps = -(-size // len(block))
+    return (block * reps)[:size]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def put_object(s3: Any, bucket: str):
+    def put(key: str, data: bytes) -> str:
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+
+    return put
+
+
+@pytest.fixture
+def hook(clean_aws: EmbeddedAws) -> Any:
+    from airflow_ecr_layers.hooks import EcrLayersHook
+
+    return EcrLayersHook(aws_conn_id=CONN_ID)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(aws: EmbeddedAws) -> Path:
+    """An initialised metadata DB (sqlite) for ``dag.test()``."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+    )
+    return _HOME
+
+
+@pytest.fixture
+def stats() -> Any:
+    STATS.reset()
+    return STATS
