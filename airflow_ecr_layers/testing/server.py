@@ -56,6 +56,18 @@ def reset_server(endpoint_url: str, timeout: float = 10.0) -> None:
         response.read()
 
 
+def _not_a_request_line(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+def quiet_request_log() -> None:
+    """Drop werkzeug's line-per-request log (it survives later logging reconfiguration)."""
+    werkzeug_log = logging.getLogger("werkzeug")
+    werkzeug_log.setLevel(logging.WARNING)
+    if _not_a_request_line not in werkzeug_log.filters:
+        werkzeug_log.addFilter(_not_a_request_line)
+
+
 class EmbeddedAws:
     """moto's server on ``127.0.0.1`` in a daemon thread of this process.
 
@@ -64,8 +76,11 @@ class EmbeddedAws:
     deliberately not undone by :meth:`stop`, since other servers may share it.
     """
 
-    def __init__(self, port: int = 0, region: str = DEFAULT_REGION, strict: bool = True) -> None:
+    def __init__(
+        self, port: int = 0, region: str = DEFAULT_REGION, strict: bool = True, verbose: bool = False
+    ) -> None:
         self.region = region
+        self._verbose = verbose
         self._requested_port = port
         self._strict = strict
         self._server: ThreadedMotoServer | None = None
@@ -76,6 +91,8 @@ class EmbeddedAws:
             return self
         if self._strict:
             strict_ecr.install()
+        if not self._verbose:
+            quiet_request_log()
         server = ThreadedMotoServer(ip_address=HOST, port=self._requested_port, verbose=False)
         server.start()
         self._server = server
@@ -126,9 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 
-    if not args.verbose:  # werkzeug logs each request by default; that slows benchmarks
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with EmbeddedAws(port=args.port, region=args.region, strict=not args.lax) as aws:
+    with EmbeddedAws(port=args.port, region=args.region, strict=not args.lax, verbose=args.verbose) as aws:
         print(f"ENDPOINT {aws.endpoint_url}", flush=True)
         while not stop.wait(0.5):
             pass
