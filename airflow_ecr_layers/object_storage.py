@@ -41,11 +41,19 @@ class ObjectStorageSource:
         return handle  # type: ignore[no-any-return]
 
 
-def open_source(source: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStorageSource:
-    """Resolve and check a source URL: it must exist, be a file, and not be empty."""
+def open_source(
+    source: str | ObjectStoragePath, conn_id: str | None = None, *, aws_conn_id: str | None = None
+) -> ObjectStorageSource:
+    """Resolve and check a source URL: it must exist, be a file, and not be empty.
+
+    ``conn_id`` reads the source; an ``s3://`` URL without one is read with
+    ``aws_conn_id`` (the connection the operator uses for ECR).
+    """
     if isinstance(source, ObjectStoragePath):
         path = source
     elif isinstance(source, str) and source.strip():
+        if conn_id is None and source.startswith(("s3://", "s3a://")):
+            conn_id = aws_conn_id
         path = ObjectStoragePath(source, conn_id=conn_id)
     else:
         raise SourceError(f"source must be an object storage URL (s3://bucket/key, file:///path), got {source!r}")

@@ -53,7 +53,7 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
 
     :param source: an ``ObjectStoragePath`` URL (``s3://bucket/key``, ``file:///path``).
     :param upload: the result of :class:`InitiateLayerUploadOperator`.
-    :param source_conn_id: the connection used to read ``source``.
+    :param source_conn_id: the connection used to read ``source``; ``aws_conn_id`` for s3:// if unset.
     :param part_size: bytes per part (5 MiB to 20971520); ECR's ``partSize`` if unset.
     :param media_type: the layer's media type, carried to the manifest.
     :param expected_digest: refuse to hand on bytes that hash differently.
@@ -95,7 +95,7 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
         session = _session(self.upload, "upload (the InitiateLayerUpload result)")
         part_size = validate_part_size(int(self.part_size)) if self.part_size not in (None, "") else None
         media_type = validate_media_type(self.media_type, "media_type")
-        source = open_source(self.source, self.source_conn_id)
+        source = open_source(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
         uploaded = self.hook.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
         return {
             **uploaded.as_dict(),

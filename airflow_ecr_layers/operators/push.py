@@ -28,7 +28,7 @@ class PushArtifactOperator(EcrLayersBaseOperator):
     :param annotations: manifest annotations.
     :param expected_digest: the source's sha256 if known: skip the upload when ECR has it,
         and refuse to complete one whose bytes hash differently (single source only).
-    :param source_conn_id: the connection used to read the sources.
+    :param source_conn_id: the connection used to read the sources; ``aws_conn_id`` for s3:// if unset.
     :param part_size: bytes per part; ECR's ``partSize`` if unset.
     :param max_concurrency: layers uploaded at once.
     :return: the PutImage result plus ``layers``: one dict per blob.
@@ -78,7 +78,7 @@ class PushArtifactOperator(EcrLayersBaseOperator):
         urls = [self.source] if isinstance(self.source, str) else list(self.source)
         if self.expected_digest and len(urls) != 1:
             raise InvalidInputError("expected_digest applies to a single source; give one source or none")
-        sources = [open_source(url, self.source_conn_id) for url in urls]
+        sources = [open_source(url, self.source_conn_id, aws_conn_id=self.aws_conn_id) for url in urls]
         layers = [
             LayerSpec(src, self.layer_media_type, title=src.title, expected_digest=self.expected_digest or None)
             for src in sources

@@ -1,0 +1,160 @@
+"""Operators one by one (execute with a real hook against the strict embedded ECR and S3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import MiB, pattern_bytes, sha256
+
+from airflow_ecr_layers.core.errors import InvalidInputError, RepositoryNotFoundError, SourceError
+from airflow_ecr_layers.operators import (
+    CompleteLayerUploadOperator,
+    InitiateLayerUploadOperator,
+    PushArtifactOperator,
+    PutImageOperator,
+    UploadLayerPartsOperator,
+)
+
+AWS = {"aws_conn_id": "aws_default"}
+
+
+def _nothing_written(ecr: Any, stats: Any, repo: str | None = None) -> None:
+    total = stats.total()
+    assert (total.initiate_layer_upload_calls, total.upload_layer_part_calls, total.put_image_calls) == (0, 0, 0)
+    if repo:
+        assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+
+def test_four_steps_chain_by_their_results(repo: str, put_object: Any, ecr: Any) -> None:
+    data = pattern_bytes(11 * MiB + 5)
+    url = put_object("model.bin", data)
+    initiate = InitiateLayerUploadOperator(task_id="i", repository_name=repo, **AWS).execute({})
+    assert set(initiate) == {"registry_id", "repository_name", "upload_id", "part_size"}
+    parts = UploadLayerPartsOperator(task_id="u", source=url, upload=initiate, part_size=5 * MiB, **AWS).execute({})
+    assert parts["digest"] == sha256(data) and parts["size"] == len(data) and parts["parts"] == 3
+    assert parts["last_byte_received"] == len(data) - 1 and parts["upload_id"] == initiate["upload_id"]
+    done = CompleteLayerUploadOperator(task_id="c", upload=parts, **AWS).execute({})
+    assert done["layer_digest"] == sha256(data) and done["size"] == len(data)
+    put = PutImageOperator(task_id="p", repository_name=repo, layers=[done], tags=["v1", "v2"], **AWS).execute({})
+    assert put["tags"] == ["v1", "v2"] and put["manifest_media_type"] == "application/vnd.oci.image.manifest.v1+json"
+    stored = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v2"}])["images"][0]["imageManifest"]
+    assert sha256(stored.encode()) == put["image_digest"] and len(stored) == put["manifest_size"]
+    for result in (initiate, parts, done, put):
+        assert json.loads(json.dumps(result)) == result  # JSON-safe, no bytes, no datetimes
+
+
+def test_put_image_takes_a_single_result_and_a_string_tag(repo: str, put_object: Any) -> None:
+    url = put_object("one", b"x" * 10)
+    initiate = InitiateLayerUploadOperator(task_id="i", repository_name=repo, **AWS).execute({})
+    parts = UploadLayerPartsOperator(task_id="u", source=url, upload=initiate, **AWS).execute({})
+    done = CompleteLayerUploadOperator(task_id="c", upload=parts, **AWS).execute({})
+    put = PutImageOperator(task_id="p", repository_name=repo, layers=done, tags="only", **AWS).execute({})
+    assert put["tags"] == ["only"]
+
+
+def test_push_artifact_operator(repo: str, put_object: Any, ecr: Any) -> None:
+    data = pattern_bytes(6 * MiB + 1)
+    result = PushArtifactOperator(
+        task_id="push",
+        source=put_object("models/m.onnx", data),
+        source_conn_id="aws_default",
+        repository_name=repo,
+        tags=["latest"],
+        artifact_type="application/vnd.example.model.v1",
+        layer_media_type="application/vnd.example.onnx",
+        annotations={"org.opencontainers.image.version": "1"},
+        **AWS,
+    ).execute({})
+    assert result["layers"][0]["digest"] == sha256(data)
+    manifest = json.loads(ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "latest"}])["images"][0]["imageManifest"])
+    assert manifest["artifactType"] == "application/vnd.example.model.v1"
+    assert manifest["layers"][0]["mediaType"] == "application/vnd.example.onnx"
+    assert manifest["layers"][0]["annotations"] == {"org.opencontainers.image.title": "m.onnx"}
+    assert manifest["annotations"] == {"org.opencontainers.image.version": "1"}
+
+
+# --- bad input: a clear error naming the value, before anything is written -------------
+
+def test_missing_source(repo: str, bucket: str, ecr: Any, stats: Any) -> None:
+    with pytest.raises(SourceError, match="s3://.*artifacts/nope.bin.*does not exist"):
+        PushArtifactOperator(task_id="p", source="s3://artifacts/nope.bin", repository_name=repo, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+def test_source_is_a_directory(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    put_object("dir/a.bin", b"a")
+    with pytest.raises(SourceError, match="is a directory"):
+        PushArtifactOperator(task_id="p", source="s3://artifacts/dir", repository_name=repo, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+def test_empty_source_is_refused(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    with pytest.raises(SourceError, match="empty"):
+        PushArtifactOperator(task_id="p", source=put_object("empty", b""), repository_name=repo, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+def test_missing_repository_is_named(put_object: Any, ecr: Any, stats: Any) -> None:
+    url = put_object("m", b"m")
+    with pytest.raises(RepositoryNotFoundError, match=r"'no/such-repo'.*123456789012"):
+        PushArtifactOperator(task_id="p", source=url, repository_name="no/such-repo", **AWS).execute({})
+    _nothing_written(ecr, stats)
+
+
+@pytest.mark.parametrize("part_size", [1024, 21 * MiB])
+def test_part_size_out_of_range(part_size: int, repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    url = put_object("m", b"m" * 100)
+    with pytest.raises(InvalidInputError, match=str(part_size)):
+        PushArtifactOperator(task_id="p", source=url, repository_name=repo, part_size=part_size, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+@pytest.mark.parametrize("tags", [["bad tag"], ["v1", "v1"], [".x"]])
+def test_invalid_tags(tags: list[str], repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    url = put_object("m", b"m")
+    with pytest.raises(InvalidInputError, match="tag"):
+        PushArtifactOperator(task_id="p", source=url, repository_name=repo, tags=tags, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+@pytest.mark.parametrize("name", ["UPPER", "a", "bad//name"])
+def test_invalid_repository_name(name: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    with pytest.raises(InvalidInputError, match=repr(name)):
+        PushArtifactOperator(task_id="p", source=put_object("m", b"m"), repository_name=name, **AWS).execute({})
+    _nothing_written(ecr, stats)
+
+
+def test_invalid_registry_id(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    with pytest.raises(InvalidInputError, match="'12'"):
+        PushArtifactOperator(task_id="p", source=put_object("m", b"m"), repository_name=repo, registry_id="12", **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+@pytest.mark.parametrize(
+    "upload,message",
+    [
+        ({"upload_id": "u"}, "missing 'registry_id'"),
+        ("not a dict", "result dict"),
+        ({"registry_id": "1", "repository_name": "r", "upload_id": "u", "part_size": "big"}, "'part_size' is str"),
+    ],
+)
+def test_malformed_upstream_results(upload: Any, message: str, ecr: Any, stats: Any) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        UploadLayerPartsOperator(task_id="u", source="s3://artifacts/x", upload=upload, **AWS).execute({})
+    with pytest.raises(InvalidInputError, match=message):
+        CompleteLayerUploadOperator(task_id="c", upload=upload, **AWS).execute({})
+    _nothing_written(ecr, stats)
+
+
+def test_complete_needs_the_streamed_digest(ecr: Any, stats: Any) -> None:
+    upload = {"registry_id": "123456789012", "repository_name": "r1", "upload_id": "u", "part_size": 5 * MiB}
+    with pytest.raises(InvalidInputError, match="missing 'digest'"):
+        CompleteLayerUploadOperator(task_id="c", upload=upload, **AWS).execute({})
+
+
+def test_put_image_with_malformed_layer(repo: str, ecr: Any, stats: Any) -> None:
+    with pytest.raises(InvalidInputError, match="missing"):
+        PutImageOperator(task_id="p", repository_name=repo, layers=[{"digest": "sha256:" + "a" * 64}], **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
