@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": [
                     "airflow_ecr_layers.operators.lifecycle",
                     "airflow_ecr_layers.operators.push",
+                    "airflow_ecr_layers.operators.image_archive",
                 ],
             }
         ],

@@ -7,6 +7,10 @@ from typing import BinaryIO
 from airflow.sdk import ObjectStoragePath
 
 from airflow_ecr_layers.core.errors import SourceError
+from airflow_ecr_layers.core.gunzip import GunzipSource, is_gzip
+from airflow_ecr_layers.core.image_archive import ArchiveReader, DirectoryLayout
+from airflow_ecr_layers.core.sources import BlobSource
+from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize
 
 
 class ObjectStorageSource:
@@ -41,30 +45,38 @@ class ObjectStorageSource:
         return handle  # type: ignore[no-any-return]
 
 
+def to_path(
+    source: str | ObjectStoragePath, conn_id: str | None = None, *, aws_conn_id: str | None = None
+) -> ObjectStoragePath:
+    """An ``ObjectStoragePath`` for a URL; ``s3://`` without ``conn_id`` is read with ``aws_conn_id``."""
+    if isinstance(source, ObjectStoragePath):
+        return source
+    if not isinstance(source, str) or not source.strip():
+        raise SourceError(f"source must be an object storage URL (s3://bucket/key, file:///path), got {source!r}")
+    if conn_id is None and source.startswith(("s3://", "s3a://")):
+        conn_id = aws_conn_id
+    return ObjectStoragePath(source, conn_id=conn_id)
+
+
+def _kind(path: ObjectStoragePath) -> str:
+    """``file``, ``dir`` or ``missing``, with unreadable paths reported clearly."""
+    try:
+        if not path.exists():
+            return "missing"
+        return "dir" if path.is_dir() else "file"
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"Cannot read source {str(path)!r}: {exc}") from exc
+
+
 def open_source(
     source: str | ObjectStoragePath, conn_id: str | None = None, *, aws_conn_id: str | None = None
 ) -> ObjectStorageSource:
-    """Resolve and check a source URL: it must exist, be a file, and not be empty.
-
-    ``conn_id`` reads the source; an ``s3://`` URL without one is read with
-    ``aws_conn_id`` (the connection the operator uses for ECR).
-    """
-    if isinstance(source, ObjectStoragePath):
-        path = source
-    elif isinstance(source, str) and source.strip():
-        if conn_id is None and source.startswith(("s3://", "s3a://")):
-            conn_id = aws_conn_id
-        path = ObjectStoragePath(source, conn_id=conn_id)
-    else:
-        raise SourceError(f"source must be an object storage URL (s3://bucket/key, file:///path), got {source!r}")
-    try:
-        exists = path.exists()
-        is_dir = exists and path.is_dir()
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"Cannot read source {str(path)!r}: {exc}") from exc
-    if not exists:
+    """Resolve and check a source URL: it must exist, be a file, and not be empty."""
+    path = to_path(source, conn_id, aws_conn_id=aws_conn_id)
+    kind = _kind(path)
+    if kind == "missing":
         raise SourceError(f"Source {str(path)!r} does not exist")
-    if is_dir:
+    if kind == "dir":
         raise SourceError(f"Source {str(path)!r} is a directory, not a file")
     found = ObjectStorageSource(path)
     if found.size == 0:
@@ -72,3 +84,32 @@ def open_source(
             f"Source {str(path)!r} is empty (0 bytes): ECR cannot store an empty layer, so it is refused"
         )
     return found
+
+
+def open_image_archive(
+    source: str | ObjectStoragePath, conn_id: str | None = None, *, aws_conn_id: str | None = None
+) -> ArchiveReader:
+    """A tar (optionally gzip-compressed) or an OCI layout directory, read in place."""
+    path = to_path(source, conn_id, aws_conn_id=aws_conn_id)
+    kind = _kind(path)
+    if kind == "missing":
+        raise SourceError(f"Image archive {str(path)!r} does not exist")
+    if kind == "dir":
+        return DirectoryLayout(str(path), lambda relative: _layout_file(path, relative))
+    archive: BlobSource = ObjectStorageSource(path)
+    if archive.size == 0:
+        raise SourceError(f"Image archive {str(path)!r} is empty")
+    if is_gzip(archive):
+        archive = GunzipSource(archive)
+    return TarIndex(archive)
+
+
+def _layout_file(root: ObjectStoragePath, relative: str) -> ObjectStorageSource | None:
+    """A file inside a layout directory; refuses paths that escape or pass through a symlink."""
+    clean = normalize(relative, str(root))
+    current = root
+    for part in clean.split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise HostileArchiveError(f"{root}: blob path {relative!r} resolves through a symlink ({part!r})")
+    return ObjectStorageSource(current) if _kind(current) == "file" else None

@@ -111,8 +111,12 @@ def push_layers(
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    check_first: bool = True,
 ) -> list[BlobResult]:
-    """Push blobs, up to ``max_concurrency`` at once, results in input order."""
+    """Push blobs, up to ``max_concurrency`` at once, results in input order.
+
+    ``check_first=False`` skips the per-blob availability check (the caller batched it).
+    """
     if max_concurrency < 1:
         raise InvalidInputError(f"max_concurrency must be at least 1, got {max_concurrency}")
 
@@ -125,9 +129,10 @@ def push_layers(
             part_size=part_size,
             expected_digest=layer.expected_digest,
             annotations=layer.all_annotations(),
+            check_first=check_first,
         )
 
-    if max_concurrency == 1 or len(layers) == 1:
+    if max_concurrency == 1 or len(layers) <= 1:
         return [push(layer) for layer in layers]
     with ThreadPoolExecutor(max_workers=min(max_concurrency, len(layers)), thread_name_prefix="ecr-layer") as pool:
         return list(pool.map(push, layers))

@@ -6,12 +6,14 @@ from airflow_ecr_layers.operators.lifecycle import (
     PutImageOperator,
     UploadLayerPartsOperator,
 )
+from airflow_ecr_layers.operators.image_archive import PushImageArchiveOperator
 from airflow_ecr_layers.operators.push import PushArtifactOperator
 
 __all__ = [
     "CompleteLayerUploadOperator",
     "InitiateLayerUploadOperator",
     "PushArtifactOperator",
+    "PushImageArchiveOperator",
     "PutImageOperator",
     "UploadLayerPartsOperator",
 ]
