@@ -1,0 +1,171 @@
+"""``airflow-ecr-layers``: the same pushes as the operators, from a shell.
+
+    airflow-ecr-layers push SOURCE... REPOSITORY[:TAG] [--tag T] [--artifact-type T] [--annotation k=v]
+    airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
+    airflow-ecr-layers plan SOURCE [--part-size N]
+
+Credentials: ``--conn-id`` uses an Airflow connection; without it, the plain AWS
+environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...).
+Results are printed as JSON on stdout; errors as one line on stderr, exit code 2 for
+bad input or a service refusal, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, push_artifact
+from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
+from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+from airflow_ecr_layers.core.planning import plan_parts
+from airflow_ecr_layers.core.transfer import EcrTransfer
+
+
+def split_reference(reference: str) -> tuple[str, list[str]]:
+    """``team/model:v1`` -> (``team/model``, [``v1``]); no tag -> no tags."""
+    repository, sep, tag = reference.rpartition(":")
+    if not sep:
+        return reference, []
+    if not repository or "/" in tag:
+        raise InvalidInputError(f"Invalid image reference {reference!r}: expected REPOSITORY[:TAG]")
+    return repository, [tag]
+
+
+def parse_annotations(pairs: Sequence[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"Invalid annotation {pair!r}: expected key=value")
+        found[key] = value
+    return found
+
+
+def make_api(args: argparse.Namespace) -> EcrTransfer:
+    """The hook on an Airflow connection, or the core client on the plain AWS chain."""
+    if args.conn_id:
+        from airflow_ecr_layers.hooks import EcrLayersHook
+
+        return EcrLayersHook(aws_conn_id=args.conn_id, region_name=args.region)
+    import boto3
+
+    from airflow_ecr_layers.core.client import EcrClient
+
+    return EcrClient(boto3.client("ecr", region_name=args.region, endpoint_url=args.endpoint_url))
+
+
+def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.object_storage import open_source
+
+    *urls, reference = args.items
+    if not urls:
+        raise InvalidInputError("push needs at least one SOURCE before REPOSITORY[:TAG]")
+    repository, tags = split_reference(reference)
+    sources = [open_source(url, args.conn_id) for url in urls]
+    return push_artifact(
+        make_api(args),
+        repository,
+        [LayerSpec(s, args.media_type, title=s.title, expected_digest=args.expected_digest) for s in sources],
+        tags=tags + args.tag,
+        artifact_type=args.artifact_type,
+        annotations=parse_annotations(args.annotation),
+        registry_id=args.registry_id,
+        part_size=args.part_size,
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.core.image_archive import load_image
+    from airflow_ecr_layers.core.image_push import push_image
+    from airflow_ecr_layers.object_storage import open_image_archive
+
+    repository, tags = split_reference(args.reference)
+    plan = load_image(open_image_archive(args.source, args.conn_id), args.image_ref)
+    return push_image(
+        make_api(args),
+        repository,
+        plan,
+        tags=tags + args.tag,
+        registry_id=args.registry_id,
+        part_size=args.part_size,
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.object_storage import open_source
+
+    source = open_source(args.source, args.conn_id)
+    plan = plan_parts(source.size, args.part_size)
+    return {
+        "source": source.name,
+        **plan.as_dict(),
+        "ranges": [[first, last] for first, last in plan.ranges()],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airflow-ecr-layers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conn-id", help="Airflow connection id (default: the plain AWS credentials chain)")
+    common.add_argument("--region", help="AWS region")
+    common.add_argument("--endpoint-url", help="ECR endpoint (without --conn-id; default from AWS_ENDPOINT_URL)")
+    common.add_argument("--part-size", type=int, help="bytes per part (5 MiB to 20971520)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    push = sub.add_parser("push", parents=[common], help="push files as one OCI artifact")
+    push.add_argument("items", nargs="+", metavar="SOURCE... REPOSITORY[:TAG]")
+    push.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
+    push.add_argument("--artifact-type", help="the manifest's artifactType")
+    push.add_argument("--media-type", default=DEFAULT_LAYER_MEDIA_TYPE, help="the layers' media type")
+    push.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="manifest annotation")
+    push.add_argument("--expected-digest", help="sha256 the (single) source must have")
+    push.add_argument("--registry-id", help="12-digit account id of the registry")
+    push.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    push.set_defaults(run=cmd_push)
+
+    archive = sub.add_parser("push-archive", parents=[common], help="push a docker-save tarball or OCI layout")
+    archive.add_argument("source", metavar="SOURCE")
+    archive.add_argument("reference", metavar="REPOSITORY[:TAG]")
+    archive.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
+    archive.add_argument("--image-ref", help="which image of a multi-image archive ('*' = the whole index)")
+    archive.add_argument("--registry-id", help="12-digit account id of the registry")
+    archive.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    archive.set_defaults(run=cmd_push_archive)
+
+    plan = sub.add_parser("plan", parents=[common], help="dry run: print the part plan, write nothing")
+    plan.add_argument("source", metavar="SOURCE")
+    plan.set_defaults(run=cmd_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
+            result = args.run(args)
+    except EcrLayersError as exc:
+        print(f"airflow-ecr-layers: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
+        print(f"airflow-ecr-layers: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

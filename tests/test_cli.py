@@ -1,0 +1,77 @@
+"""The console command against the embedded ECR+S3, with a connection id and with the plain AWS chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from conftest import MiB, pattern_bytes, sha256
+
+from airflow_ecr_layers.cli import main, split_reference
+from airflow_ecr_layers.core.errors import InvalidInputError
+
+
+def run(capsys: Any, *argv: str) -> tuple[int, Any, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else out), err
+
+
+def test_split_reference() -> None:
+    assert split_reference("team/model:v1") == ("team/model", ["v1"])
+    assert split_reference("team/model") == ("team/model", [])
+    with pytest.raises(InvalidInputError):
+        split_reference(":v1")
+
+
+def test_push_with_connection_id(capsys: Any, repo: str, put_object: Any, ecr: Any) -> None:
+    data = pattern_bytes(5 * MiB + 3)
+    url = put_object("cli/model.bin", data)
+    code, result, _ = run(
+        capsys, "push", url, f"{repo}:v1", "--tag", "v1.0", "--artifact-type", "application/vnd.example.v1",
+        "--annotation", "owner=ml", "--conn-id", "aws_default",
+    )
+    assert code == 0
+    assert result["tags"] == ["v1", "v1.0"] and result["layers"][0]["digest"] == sha256(data)
+    manifest = json.loads(ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1.0"}])["images"][0]["imageManifest"])
+    assert manifest["annotations"] == {"owner": "ml"} and manifest["artifactType"] == "application/vnd.example.v1"
+
+
+def test_push_with_plain_aws_environment(capsys: Any, repo: str, put_object: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in aws.env().items():
+        monkeypatch.setenv(key, value)
+    url = put_object("cli/plain.bin", b"plain chain")
+    code, result, err = run(capsys, "push", url, f"{repo}:plain")
+    assert code == 0, err
+    assert result["layers"][0]["digest"] == sha256(b"plain chain")
+
+
+def test_plan_is_a_dry_run(capsys: Any, put_object: Any, stats: Any) -> None:
+    url = put_object("cli/big.bin", pattern_bytes(12 * MiB + 1))
+    code, result, _ = run(capsys, "plan", url, "--part-size", str(5 * MiB), "--conn-id", "aws_default")
+    assert code == 0
+    assert (result["size"], result["part_size"], result["parts"]) == (12 * MiB + 1, 5 * MiB, 3)
+    assert result["ranges"][-1] == [10 * MiB, 12 * MiB]
+    assert stats.total().initiate_layer_upload_calls == 0
+
+
+def test_errors_are_one_line_with_nonzero_exit(capsys: Any, repo: str, bucket: str) -> None:
+    code, _, err = run(capsys, "push", "s3://artifacts/missing.bin", f"{repo}:v1", "--conn-id", "aws_default")
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+    code, _, err = run(capsys, "push", "s3://artifacts/missing.bin", "team/models:bad tag", "--conn-id", "aws_default")
+    assert code == 2 and "error" in err
+
+
+def test_console_script_is_installed(aws: Any, tmp_path: Any) -> None:
+    artifact = tmp_path / "a.bin"
+    artifact.write_bytes(b"x" * 100)
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "airflow-ecr-layers"), "plan", f"file://{artifact}"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["parts"] == 1
