@@ -29,6 +29,14 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": ["airflow_ecr_layers.hooks.ecr_layers"],
             }
         ],
+        "asset-uris": [
+            {
+                "schemes": ["ecr"],
+                "handler": "airflow_ecr_layers.assets.sanitize_uri",
+                "factory": "airflow_ecr_layers.assets.create_asset",
+                "to_openlineage_converter": "airflow_ecr_layers.assets.convert_asset_to_openlineage",
+            }
+        ],
         "operators": [
             {
                 "integration-name": "Amazon ECR layers",

@@ -32,3 +32,62 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
 
     def checked_registry_id(self) -> str | None:
         return validate_registry_id(self.registry_id)
+
+
+class PublishesImage(EcrLayersBaseOperator):
+    """A push operator: fills its ``ecr://`` outlet assets' events and reports OpenLineage.
+
+    Declare ``outlets=[ecr_image_asset("repo", registry_id=..., region=...)]``; each
+    outlet naming the pushed repository gets ``image_digest``, ``tags`` and
+    ``manifest_media_type`` in its asset event's ``extra``.
+    """
+
+    _lineage_inputs: list[str]
+    _lineage_result: dict[str, Any] | None = None
+
+    def publish(self, context: Any, result: dict[str, Any], inputs: Sequence[str]) -> dict[str, Any]:
+        from airflow_ecr_layers.assets import SCHEME, parse_asset_uri
+
+        self._lineage_inputs = [str(i) for i in inputs if i]
+        self._lineage_result = result
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        for outlet in getattr(self, "outlets", None) or []:
+            uri = getattr(outlet, "uri", "")
+            if events is None or not uri.startswith(f"{SCHEME}://"):
+                continue
+            if parse_asset_uri(uri)[2] == result["repository_name"]:
+                events[outlet].extra.update(
+                    {
+                        "image_digest": result["image_digest"],
+                        "tags": list(result["tags"]),
+                        "manifest_media_type": result["manifest_media_type"],
+                        "registry_id": result["registry_id"],
+                    }
+                )
+        return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the object storage sources; output: the ECR repository."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        if self._lineage_result is None:
+            return OperatorLineage()
+        result = self._lineage_result
+        region = self.hook.conn_region_name or "unknown"
+        return OperatorLineage(
+            inputs=[Dataset(namespace=namespace, name=name) for namespace, name in map(_split_url, self._lineage_inputs)],
+            outputs=[Dataset(namespace=f"ecr://{result['registry_id']}/{region}", name=result["repository_name"])],
+        )
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """OpenLineage naming: ``s3://bucket/key`` -> (``s3://bucket``, ``key``); ``file:///p`` -> (``file``, ``/p``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "file", url
+    if scheme == "file":
+        return "file", rest
+    netloc, _, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]  # drop a conn id in user info
+    return f"{scheme}://{netloc}", path or "/"

@@ -10,12 +10,12 @@ from airflow_ecr_layers.core.image_archive import load_image
 from airflow_ecr_layers.core.image_push import push_image
 from airflow_ecr_layers.core.limits import validate_repository_name, validate_tags
 from airflow_ecr_layers.object_storage import open_image_archive
-from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
+from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
 
 Context = Any
 
 
-class PushImageArchiveOperator(EcrLayersBaseOperator):
+class PushImageArchiveOperator(PublishesImage):
     """Push an image archive (docker-save or OCI layout; tar, tar.gz or directory) into ECR.
 
     Blobs are streamed straight out of the archive with ranged reads, never unpacked.
@@ -90,4 +90,4 @@ class PushImageArchiveOperator(EcrLayersBaseOperator):
             self.source, plan.format, repository, result["image_digest"], len(result["blobs"]), skipped,
             len(result["manifests"]),
         )
-        return result
+        return self.publish(context, result, [str(self.source)])

@@ -16,7 +16,7 @@ from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANN
 from airflow_ecr_layers.core.planning import validate_part_size
 from airflow_ecr_layers.core.results import require
 from airflow_ecr_layers.object_storage import open_source
-from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
+from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
 
 Context = Any
 
@@ -133,10 +133,11 @@ class CompleteLayerUploadOperator(EcrLayersBaseOperator):
             "media_type": parts.get("media_type", DEFAULT_LAYER_MEDIA_TYPE),
             "annotations": dict(parts.get("annotations") or {}),
             "already_existed": existed,
+            "source": parts.get("source"),
         }
 
 
-class PutImageOperator(EcrLayersBaseOperator):
+class PutImageOperator(PublishesImage):
     """Write an OCI manifest over completed layers and tag it (one PutImage per tag).
 
     The manifest is serialised once; its exact bytes are sent and their sha256 is
@@ -183,7 +184,7 @@ class PutImageOperator(EcrLayersBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         layers = [self.layers] if isinstance(self.layers, Mapping) else list(self.layers)
-        return put_artifact_manifest(
+        result = put_artifact_manifest(
             self.hook,
             validate_repository_name(self.repository_name),
             layers,
@@ -193,3 +194,4 @@ class PutImageOperator(EcrLayersBaseOperator):
             annotations=self.annotations,
             registry_id=self.checked_registry_id(),
         )
+        return self.publish(context, result, [layer.get("source", "") for layer in layers if isinstance(layer, Mapping)])

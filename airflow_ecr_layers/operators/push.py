@@ -9,12 +9,12 @@ from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec,
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
 from airflow_ecr_layers.object_storage import open_source
-from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
+from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
 
 Context = Any
 
 
-class PushArtifactOperator(EcrLayersBaseOperator):
+class PushArtifactOperator(PublishesImage):
     """Push one or more files from object storage to ECR as one OCI artifact, in one task.
 
     Every source becomes a layer (titled with its file name), uploaded in parallel up
@@ -98,4 +98,4 @@ class PushArtifactOperator(EcrLayersBaseOperator):
             "Pushed %s:%s as %s (%d layers)",
             self.repository_name, ",".join(result["tags"]) or "<untagged>", result["image_digest"], len(layers),
         )
-        return result
+        return self.publish(context, result, [source.name for source in sources])
