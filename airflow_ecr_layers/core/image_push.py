@@ -9,6 +9,7 @@ from typing import Any
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, push_layers
 from airflow_ecr_layers.core.image_archive import ImagePlan
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_repository_name, validate_tags
+from airflow_ecr_layers.core.planning import validate_part_size
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -26,6 +27,8 @@ def push_image(
 ) -> dict[str, Any]:
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
+    if part_size is not None:
+        validate_part_size(part_size)
     registry_id = api.repository_registry_id(repository_name, validate_registry_id(registry_id))
     blobs = list(plan.blobs.values())
     present = api.batch_check_layer_availability(repository_name, [b.digest for b in blobs], registry_id)

@@ -26,3 +26,15 @@ def require(result: object, what: str, **fields: type | tuple[type, ...]) -> Map
 def _names(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(k.__name__ for k in kinds)
+
+
+def optional_int(value: object, name: str) -> int | None:
+    """An integer argument that may arrive templated as a string; None or "" means unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}") from None

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY
 from airflow_ecr_layers.core.image_archive import load_image
+from airflow_ecr_layers.core.results import optional_int
 from airflow_ecr_layers.core.image_push import push_image
 from airflow_ecr_layers.core.limits import validate_repository_name, validate_tags
 from airflow_ecr_layers.object_storage import open_image_archive
@@ -81,8 +82,8 @@ class PushImageArchiveOperator(PublishesImage):
             plan,
             tags=tags,
             registry_id=self.checked_registry_id(),
-            part_size=self.part_size,
-            max_concurrency=int(self.max_concurrency),
+            part_size=optional_int(self.part_size, "part_size"),
+            max_concurrency=optional_int(self.max_concurrency, "max_concurrency") or DEFAULT_MAX_CONCURRENCY,
         )
         skipped = sum(1 for blob in result["blobs"] if blob["skipped"])
         self.log.info(

@@ -14,7 +14,7 @@ from airflow_ecr_layers.core.calls import UploadSession
 from airflow_ecr_layers.core.limits import validate_repository_name
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
 from airflow_ecr_layers.core.planning import validate_part_size
-from airflow_ecr_layers.core.results import require
+from airflow_ecr_layers.core.results import optional_int, require
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
 
@@ -93,7 +93,9 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         session = _session(self.upload, "upload (the InitiateLayerUpload result)")
-        part_size = validate_part_size(int(self.part_size)) if self.part_size not in (None, "") else None
+        part_size = optional_int(self.part_size, "part_size")
+        if part_size is not None:
+            validate_part_size(part_size)
         media_type = validate_media_type(self.media_type, "media_type")
         source = open_source(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
         uploaded = self.hook.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)

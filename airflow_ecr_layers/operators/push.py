@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, push_artifact
+from airflow_ecr_layers.core.results import optional_int
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
 from airflow_ecr_layers.object_storage import open_source
@@ -91,8 +92,8 @@ class PushArtifactOperator(PublishesImage):
             artifact_type=self.artifact_type,
             annotations=self.annotations,
             registry_id=self.registry_id,
-            part_size=int(self.part_size) if self.part_size not in (None, "") else None,
-            max_concurrency=int(self.max_concurrency),
+            part_size=optional_int(self.part_size, "part_size"),
+            max_concurrency=optional_int(self.max_concurrency, "max_concurrency") or DEFAULT_MAX_CONCURRENCY,
         )
         self.log.info(
             "Pushed %s:%s as %s (%d layers)",
