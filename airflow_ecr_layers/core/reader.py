@@ -87,6 +87,23 @@ class PartReader:
             raise RuntimeError(f"only {self._hashed_upto} of {self._size} bytes were hashed")
         return "sha256:" + self._hasher.hexdigest()
 
+    def hash_remaining(self) -> None:
+        """Read and hash every byte not hashed yet, returning no parts; returns when done.
+
+        For a caller that stops taking parts because the rest of the bytes are
+        already where they go (an upload that already held the end of the blob):
+        afterwards :meth:`digest` is valid, and no producer thread is still hashing.
+        """
+        if self._hashed_upto == self._size:
+            return
+        self.seek(self._size)
+        assert self._thread is not None
+        self._thread.join()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Failure):
+                raise item.error
+
     def seek(self, offset: int) -> None:
         """(Re)start reading at ``offset``; parts from then on start there."""
         if not 0 <= offset <= self._size:

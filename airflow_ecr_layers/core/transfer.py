@@ -168,6 +168,7 @@ class EcrTransfer(EcrCalls):
                     continue
                 cursor.advance(part.end, self.retry_policy, "part sent")
                 progress.update(part.end)
+            reader.hash_remaining()  # ECR may hold bytes the reader never returned (a resume to the end)
             digest = reader.digest()
         if expected_digest is not None and digest != expected_digest:
             raise DigestMismatchError(
@@ -238,23 +239,51 @@ class EcrTransfer(EcrCalls):
         part_size: int | None = None,
         expected_digest: str | None = None,
         annotations: dict[str, str] | None = None,
+        check_first: bool = True,
     ) -> BlobResult:
         """Put one blob into the repository: skip it if present, else upload, verify, complete."""
         size = source.size
         plan_parts(size, part_size)  # refuse bad sizes before any write
         if expected_digest is not None:
             validate_digest(expected_digest, "expected_digest")
-            if self._is_available(repository_name, expected_digest, size, registry_id):
+            if check_first and self._is_available(repository_name, expected_digest, size, registry_id):
                 log.info("%s is already in %s as %s: skipping the upload", source.name, repository_name, expected_digest)
                 return BlobResult(
                     registry_id or "", repository_name, expected_digest, size, media_type, True, annotations or {}
                 )
-        session = self.initiate_layer_upload(repository_name, registry_id)
-        uploaded = self.upload_parts(session, source, part_size=part_size, expected_digest=expected_digest)
-        existed = self.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
+        uploaded, existed = self._upload_and_complete(
+            repository_name, source, registry_id, part_size, expected_digest
+        )
         return BlobResult(
             uploaded.session.registry_id, repository_name, uploaded.digest, size, media_type, existed, annotations or {}
         )
+
+    def _upload_and_complete(
+        self,
+        repository_name: str,
+        source: BlobSource,
+        registry_id: str | None,
+        part_size: int | None,
+        expected_digest: str | None,
+    ) -> tuple[UploadedParts, bool]:
+        """Upload and complete; an upload that vanished before completion starts over (bounded)."""
+        session = self.initiate_layer_upload(repository_name, registry_id)
+        restarts = 0
+        while True:
+            uploaded = self.upload_parts(session, source, part_size=part_size, expected_digest=expected_digest)
+            try:
+                return uploaded, self.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
+            except UploadNotFoundError as exc:
+                restarts += 1
+                if restarts > self.retry_policy.max_restarts:
+                    raise UploadAbortedError(
+                        f"Upload of {source.name} vanished before completion {restarts} times; giving up: {exc}"
+                    ) from exc
+                session = self.initiate_layer_upload(repository_name, uploaded.session.registry_id or None)
+                log.warning(
+                    "Upload %s vanished before completion (%s); restarting from byte 0 as upload %s (restart %d/%d)",
+                    uploaded.session.upload_id, exc.code, session.upload_id, restarts, self.retry_policy.max_restarts,
+                )
 
     # -- manifests ---------------------------------------------------------------------
     def put_manifest(

@@ -155,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- connection bookkeeping ---------------------------------------------------------
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes: without this, Nagle's algorithm and the
+        # client's delayed ACK can hold the body back by tens of milliseconds.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.proxy._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -338,7 +341,7 @@ class FaultProxy:
         server = _ProxyServer(("127.0.0.1", 0), _Handler)
         server.proxy = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fault-proxy", daemon=True)
         self._thread.start()
         return self
 

@@ -1,0 +1,378 @@
+"""The fault matrix: every fault kind at every position of a push, each cell judged.
+
+Each cell pushes a multi-part artifact (its size not a multiple of the part size)
+with :func:`~airflow_ecr_layers.core.artifact.push_artifact` through a
+:class:`~airflow_ecr_layers.testing.fault_proxy.FaultProxy` that injects one fault,
+into a fresh repository of the embedded moto server. A cell passes when either
+
+- the push succeeded, the layer digest is the sha256 of the source, the image
+  digest is the sha256 of the manifest bytes ECR returns (read back without the
+  proxy) and the tag points at that image; or
+- the push raised one of the project's exceptions, with a message, and no tag in
+  the repository points anywhere new;
+
+and the fault actually fired (a cell whose fault never happened tested nothing).
+
+Run it as a command (it starts its own embedded server)::
+
+    python -m airflow_ecr_layers.testing.fault_matrix [--kinds drop_response,delay] [--verbose]
+
+It prints the matrix and ends with ``fault matrix: N/N cells passed``; the exit
+status is non-zero when a cell failed.
+
+This module must not import Airflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+
+from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
+from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR, OCI_MANIFEST
+from airflow_ecr_layers.core.retry import RetryPolicy
+from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.testing.fault_proxy import FAULT_KINDS, FaultKind, FaultProxy, FaultRule
+from airflow_ecr_layers.testing.server import DEFAULT_REGION, EmbeddedAws
+
+__all__ = [
+    "CellResult",
+    "MatrixConfig",
+    "Position",
+    "artifact_bytes",
+    "ecr_client",
+    "format_table",
+    "main",
+    "positions_for",
+    "run_cell",
+    "run_matrix",
+    "summary_line",
+]
+
+MiB = 1024 * 1024
+TAG = "v1"
+FAST_RETRY_POLICY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.25, max_total_seconds=30.0, max_restarts=2)
+"""Our retries in the matrix: the same bounds as in production, with short waits."""
+
+Outcome = Literal["pushed", "failed clean", "FAIL"]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where in a push a fault is injected: the ``occurrence``-th call of ``operation``."""
+
+    name: str
+    operation: str
+    occurrence: int
+
+
+@dataclass(frozen=True)
+class MatrixConfig:
+    """The artifact, the client's timeouts and retries, and our retry policy."""
+
+    part_size: int = 5 * MiB
+    artifact_size: int = 3 * 5 * MiB + 1_234_567
+    """Three full parts and a tail: several parts, not a multiple of the part size."""
+    read_timeout: float = 2.0
+    connect_timeout: float = 2.0
+    botocore_attempts: int = 3
+    """botocore's ``total_max_attempts`` (standard retry mode) for the client under test."""
+    retry_policy: RetryPolicy = FAST_RETRY_POLICY
+    region: str = DEFAULT_REGION
+
+    @property
+    def parts(self) -> int:
+        return -(-self.artifact_size // self.part_size)
+
+    @property
+    def delay_seconds(self) -> float:
+        """How long a ``delay`` fault holds a request: past the client's read timeout."""
+        return self.read_timeout + 1.0
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """How one cell ended: ``pushed`` or ``failed clean`` pass, ``FAIL`` does not."""
+
+    kind: FaultKind
+    position: str
+    outcome: Outcome
+    detail: str = ""
+    """Why a cell failed, or the error of a clean failure."""
+    fired: int = 0
+    seconds: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
+    """Calls of each ECR operation through the proxy, faulted ones included."""
+    repository_name: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome != "FAIL"
+
+    @property
+    def label(self) -> str:
+        if self.outcome == "FAIL":
+            return f"FAIL: {self.detail}"
+        return f"ok: {self.outcome}"
+
+
+def positions_for(parts: int) -> tuple[Position, ...]:
+    """The five positions of the matrix for an artifact of ``parts`` parts."""
+    if parts < 3:
+        raise ValueError(f"The matrix needs at least 3 parts (first, middle, last), got {parts}")
+    return (
+        Position("first part", "UploadLayerPart", 1),
+        Position("middle part", "UploadLayerPart", (parts + 1) // 2),
+        Position("last part", "UploadLayerPart", parts),
+        Position("CompleteLayerUpload", "CompleteLayerUpload", 1),
+        Position("PutImage", "PutImage", 1),
+    )
+
+
+def artifact_bytes(size: int, seed: int = 3) -> bytes:
+    """Deterministic bytes that differ per position, so a misplaced part changes the digest."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    return (block * -(-size // len(block)))[:size]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def ecr_client(endpoint_url: str, config: MatrixConfig | None = None) -> Any:
+    """A boto3 ECR client; with ``config``, its short timeouts and standard retries."""
+    botocore_config = None
+    if config is not None:
+        botocore_config = Config(
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            retries={"mode": "standard", "total_max_attempts": config.botocore_attempts},
+        )
+    return boto3.client(
+        "ecr",
+        endpoint_url=endpoint_url,
+        region_name=config.region if config else DEFAULT_REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=botocore_config,
+    )
+
+
+def rule_for(kind: FaultKind, position: Position, config: MatrixConfig) -> FaultRule:
+    return FaultRule(position.operation, position.occurrence, kind, delay_seconds=config.delay_seconds)
+
+
+def tag_map(direct: Any, repository_name: str) -> dict[str, str]:
+    """Every tag of the repository and the image digest it points at."""
+    tags: dict[str, str] = {}
+    for page in direct.get_paginator("list_images").paginate(
+        repositoryName=repository_name, filter={"tagStatus": "TAGGED"}
+    ):
+        for image_id in page["imageIds"]:
+            tags[image_id["imageTag"]] = image_id["imageDigest"]
+    return tags
+
+
+# -- judging a cell --------------------------------------------------------------------
+
+
+def check_pushed(direct: Any, repository_name: str, result: dict[str, Any], data: bytes) -> str | None:
+    """None when ECR holds exactly the pushed artifact under :data:`TAG`; else what is wrong."""
+    expected = sha256(data)
+    layer_digest = result["layers"][0]["digest"]
+    if layer_digest != expected:
+        return f"layer digest {layer_digest} is not the source's {expected}"
+    response = direct.batch_get_image(
+        repositoryName=repository_name, imageIds=[{"imageTag": TAG}], acceptedMediaTypes=[OCI_MANIFEST]
+    )
+    if not response["images"]:
+        return f"tag {TAG} not found after a successful push: {response['failures']}"
+    image = response["images"][0]
+    manifest = image["imageManifest"].encode("utf-8")
+    if sha256(manifest) != result["image_digest"]:
+        return f"image digest {result['image_digest']} is not the sha256 of the stored manifest {sha256(manifest)}"
+    if image["imageId"]["imageDigest"] != result["image_digest"]:
+        return f"tag {TAG} points at {image['imageId']['imageDigest']}, not {result['image_digest']}"
+    layers = json.loads(manifest)["layers"]
+    if [(d["digest"], d["size"]) for d in layers] != [(expected, len(data))]:
+        return f"the manifest's layers are {layers}, not one of {expected} with {len(data)} bytes"
+    stored = direct.batch_check_layer_availability(repositoryName=repository_name, layerDigests=[expected])["layers"]
+    if not stored or stored[0]["layerAvailability"] != "AVAILABLE" or stored[0]["layerSize"] != len(data):
+        return f"the layer is not stored with {len(data)} bytes: {stored}"
+    tags = tag_map(direct, repository_name)
+    if tags != {TAG: result["image_digest"]}:
+        return f"the repository's tags are {tags}"
+    return None
+
+
+def check_failed_clean(
+    direct: Any, repository_name: str, error: BaseException, tags_before: dict[str, str]
+) -> str | None:
+    """None when ``error`` is one of ours with a message and no tag moved; else what is wrong."""
+    if not isinstance(error, EcrLayersError):
+        return f"unclear error {type(error).__name__}: {error}"
+    if not str(error).strip():
+        return f"{type(error).__name__} without a message"
+    moved = {tag: digest for tag, digest in tag_map(direct, repository_name).items() if tags_before.get(tag) != digest}
+    if moved:
+        return f"{type(error).__name__} raised but tags point somewhere new: {moved}"
+    return None
+
+
+# -- running cells -----------------------------------------------------------------------
+
+
+def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixConfig) -> dict[str, Any]:
+    """Push the artifact through ``endpoint_url`` the way a user would."""
+    client = ecr_client(endpoint_url, config)
+    try:
+        api = EcrClient(client, retry_policy=config.retry_policy)
+        layer = LayerSpec(BytesSource(data, "fault-matrix-artifact"), OCI_LAYER_TAR, title="artifact.bin")
+        return push_artifact(api, repository_name, [layer], tags=[TAG], part_size=config.part_size, max_concurrency=1)
+    finally:
+        client.close()
+
+
+def _repository_name(kind: FaultKind, position: Position) -> str:
+    slug = position.name.lower().replace(" ", "-")
+    return f"fault-matrix/{kind.replace('_', '-')}-{slug}-{uuid.uuid4().hex[:8]}"
+
+
+def run_cell(
+    endpoint_url: str,
+    kind: FaultKind,
+    position: Position,
+    *,
+    config: MatrixConfig | None = None,
+    data: bytes | None = None,
+) -> CellResult:
+    """Push once with one fault injected at ``position``, into a fresh repository, and judge it."""
+    config = config or MatrixConfig()
+    data = artifact_bytes(config.artifact_size) if data is None else data
+    direct = ecr_client(endpoint_url)
+    repository_name = _repository_name(kind, position)
+    direct.create_repository(repositoryName=repository_name)
+    tags_before = tag_map(direct, repository_name)
+    started = time.monotonic()
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+    with FaultProxy(endpoint_url, [rule_for(kind, position, config)]) as proxy:
+        try:
+            result = _push(proxy.endpoint_url, repository_name, data, config)
+        except Exception as exc:  # judged below: ours and clean, or a failure of the cell
+            error = exc
+    # Leaving the proxy waited for requests still in flight (a delayed one): what ECR
+    # holds now is final.
+    seconds = time.monotonic() - started
+    calls = {op: proxy.calls(op) for op in ("UploadLayerPart", "CompleteLayerUpload", "PutImage")}
+
+    def cell(outcome: Outcome, detail: str) -> CellResult:
+        return CellResult(kind, position.name, outcome, detail, len(proxy.fired), seconds, calls, repository_name)
+
+    if not proxy.fired:
+        return cell("FAIL", f"harness: the {kind} fault never fired")
+    if result is not None:
+        problem = check_pushed(direct, repository_name, result, data)
+        return cell("FAIL", problem) if problem else cell("pushed", "")
+    assert error is not None
+    problem = check_failed_clean(direct, repository_name, error, tags_before)
+    return cell("FAIL", problem) if problem else cell("failed clean", f"{type(error).__name__}: {error}")
+
+
+def run_matrix(
+    endpoint_url: str,
+    *,
+    kinds: Sequence[FaultKind] = FAULT_KINDS,
+    positions: Sequence[str] | None = None,
+    config: MatrixConfig | None = None,
+    on_cell: Callable[[CellResult], None] | None = None,
+) -> list[CellResult]:
+    """Every kind at every position (or the ``positions`` named), in row order."""
+    config = config or MatrixConfig()
+    chosen = [p for p in positions_for(config.parts) if positions is None or p.name in positions]
+    data = artifact_bytes(config.artifact_size)
+    results = []
+    for kind in kinds:
+        for position in chosen:
+            cell = run_cell(endpoint_url, kind, position, config=config, data=data)
+            if on_cell is not None:
+                on_cell(cell)
+            results.append(cell)
+    return results
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_table(results: Sequence[CellResult]) -> str:
+    """Rows are fault kinds, columns positions, cells ``ok: pushed``/``ok: failed clean``/``FAIL: why``."""
+    kinds = list(dict.fromkeys(r.kind for r in results))
+    positions = list(dict.fromkeys(r.position for r in results))
+    by_cell = {(r.kind, r.position): _short(r.label) for r in results}
+    header = ["fault \\ position", *positions]
+    rows = [[kind, *(by_cell.get((kind, p), "-") for p in positions)] for kind in kinds]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def summary_line(results: Sequence[CellResult]) -> str:
+    return f"fault matrix: {sum(r.passed for r in results)}/{len(results)} cells passed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the fault-injection matrix against an embedded ECR.")
+    parser.add_argument("--kinds", help=f"comma-separated fault kinds (default: all of {', '.join(FAULT_KINDS)})")
+    parser.add_argument("--positions", help="comma-separated position names (default: all five)")
+    parser.add_argument(
+        "--botocore-attempts",
+        type=int,
+        default=MatrixConfig.botocore_attempts,
+        help="botocore's total_max_attempts; 1 leaves every retry to the upload loop",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every retry and resume to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    kinds: list[FaultKind] = [k for k in FAULT_KINDS if not args.kinds or k in args.kinds.split(",")]
+    positions = args.positions.split(",") if args.positions else None
+
+    def progress(cell: CellResult) -> None:
+        print(f"{cell.kind} @ {cell.position}: {cell.label} ({cell.seconds:.1f}s)", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    with EmbeddedAws() as aws:
+        config = MatrixConfig(botocore_attempts=args.botocore_attempts)
+        results = run_matrix(aws.endpoint_url, kinds=kinds, positions=positions, config=config, on_cell=progress)
+    print(format_table(results))
+    for cell in results:
+        if not cell.passed:
+            print(f"FAIL {cell.kind} @ {cell.position}: {cell.detail}")
+    print(f"({time.monotonic() - started:.0f}s)")
+    print(summary_line(results))
+    return 0 if results and all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
