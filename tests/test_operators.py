@@ -158,3 +158,48 @@ def test_put_image_with_malformed_layer(repo: str, ecr: Any, stats: Any) -> None
     with pytest.raises(InvalidInputError, match="missing"):
         PutImageOperator(task_id="p", repository_name=repo, layers=[{"digest": "sha256:" + "a" * 64}], **AWS).execute({})
     _nothing_written(ecr, stats, repo)
+
+
+def test_retry_policy_reaches_the_hook() -> None:
+    from airflow_ecr_layers.core.retry import RetryPolicy
+
+    operator = PushArtifactOperator(
+        task_id="p", source="s3://a/b", repository_name="team/models",
+        retry_policy={"max_attempts": 2, "max_total_seconds": 30}, **AWS,
+    )
+    assert operator.hook.retry_policy == RetryPolicy(max_attempts=2, max_total_seconds=30)
+    with pytest.raises(InvalidInputError, match="max_tries"):
+        PushArtifactOperator(task_id="q", source="s3://a/b", repository_name="r1", retry_policy={"max_tries": 2})
+
+
+def test_manifest_over_ecr_limit_is_refused_before_any_upload(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    url = put_object("m", b"m")
+    with pytest.raises(InvalidInputError, match="4194304"):
+        PushArtifactOperator(
+            task_id="p", source=url, repository_name=repo, annotations={"notes": "x" * 4_194_304}, **AWS
+        ).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+def test_artifact_over_max_layer_size_is_refused_before_any_upload(repo: str, tmp_path: Any, ecr: Any, stats: Any) -> None:
+    from airflow_ecr_layers.core.limits import MAX_LAYER_SIZE
+
+    huge = tmp_path / "huge.bin"
+    with open(huge, "wb") as handle:  # sparse: no disk space used
+        handle.truncate(MAX_LAYER_SIZE + 1)
+    with pytest.raises(SourceError, match="maximum layer size"):
+        PushArtifactOperator(task_id="p", source=f"file://{huge}", repository_name=repo, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
+def test_expected_digest_mismatch_through_the_operator(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    from airflow_ecr_layers.core.errors import DigestMismatchError
+
+    wrong = "sha256:" + "9" * 64
+    with pytest.raises(DigestMismatchError, match=wrong):
+        PushArtifactOperator(
+            task_id="p", source=put_object("m", b"real bytes"), repository_name=repo, tags=["v1"],
+            expected_digest=wrong, **AWS,
+        ).execute({})
+    assert stats.total().complete_layer_upload_calls == 0 and stats.total().put_image_calls == 0
+    assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []

@@ -23,6 +23,7 @@ from airflow_ecr_layers.core.transfer import BlobResult, EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
 
+_PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 DEFAULT_MAX_CONCURRENCY = 2
 """Layers uploaded at once: one per core on the 2-core workers we measure on."""
 
@@ -162,6 +163,13 @@ def push_artifact(
         plan_parts(layer.source.size, part_size)
     if artifact_type is not None:
         validate_media_type(artifact_type, "artifact type")
+    # The manifest's size is known before any upload: digests have a fixed length.
+    build_image_manifest(
+        [Descriptor(spec.media_type, _PLACEHOLDER_DIGEST, spec.source.size, spec.all_annotations()) for spec in layers],
+        artifact_type=artifact_type,
+        annotations=annotations,
+        subject=descriptor_of(subject) if subject else None,
+    )
     registry_id = api.repository_registry_id(repository_name, registry_id)  # fails before any write
     blobs = push_layers(
         api, repository_name, layers, registry_id=registry_id, part_size=part_size, max_concurrency=max_concurrency

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 
-from airflow_ecr_layers.core.errors import ServiceUnavailableError, ThrottledError, UploadAbortedError
+from airflow_ecr_layers.core.errors import (
+    InvalidInputError,
+    ServiceUnavailableError,
+    ThrottledError,
+    UploadAbortedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,18 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def retry_policy_from(value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy | None:
+    """A policy from a policy, a dict of its fields (as a DAG author writes it), or None."""
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"retry_policy must be a RetryPolicy or a dict, got {type(value).__name__}")
+    unknown = sorted(set(value) - {f.name for f in fields(RetryPolicy)})
+    if unknown:
+        raise InvalidInputError(f"Unknown retry_policy fields {unknown}; known: {[f.name for f in fields(RetryPolicy)]}")
+    return RetryPolicy(**value)
 
 
 class RetryBudget:

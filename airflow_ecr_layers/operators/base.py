@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_ecr_layers.core.limits import validate_registry_id
+from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 
 
@@ -19,16 +20,35 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
     :param aws_conn_id: the Airflow connection for AWS credentials (``aws_default``).
     :param region_name: the AWS region; the connection's or boto3's default if unset.
     :param verify: whether to verify SSL certificates, or a CA bundle path.
-    :param botocore_config: botocore client configuration (retries, timeouts...).
+    :param botocore_config: botocore client configuration (retries, timeouts...); botocore's
+        own retries run inside each of ours.
+    :param retry_policy: our retries around each call and upload: a
+        :class:`~airflow_ecr_layers.core.retry.RetryPolicy` or a dict of its fields
+        (``max_attempts``, ``base_delay``, ``max_delay``, ``max_total_seconds``, ``max_restarts``).
+    :param fast_upload: build UploadLayerPart requests without botocore's JSON pass over the
+        blob (same bytes on the wire); False for botocore's stock serialisation.
     """
 
     aws_hook_class = EcrLayersHook
     template_fields: Sequence[str] = aws_template_fields("registry_id")
     ui_color = "#ff9900"
 
-    def __init__(self, *, registry_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        registry_id: str | None = None,
+        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        fast_upload: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.registry_id = registry_id
+        self.retry_policy = retry_policy_from(retry_policy)
+        self.fast_upload = fast_upload
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {**super()._hook_parameters, "retry_policy": self.retry_policy, "fast_upload": self.fast_upload}
 
     def checked_registry_id(self) -> str | None:
         return validate_registry_id(self.registry_id)
