@@ -8,7 +8,8 @@ or on disk beyond zlib's window and one read block.
 from __future__ import annotations
 
 import gzip
-from typing import BinaryIO
+import io
+from typing import Any, BinaryIO
 
 from airflow_ecr_layers.core.sources import BlobSource
 
@@ -45,10 +46,39 @@ class GunzipSource:
         return self._size
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
-        handle = _OwnedGzipFile(self.parent.open_at(0, max(block_size, self.block_size)))
+        block = max(block_size, self.block_size)
+        handle = _OwnedGzipFile(_in_blocks(self.parent.open_at(0, block), block))
         if offset:
             handle.seek(offset)  # decompresses and discards: gzip has no index
         return handle  # type: ignore[return-value]
+
+
+class _RawReader(io.RawIOBase):
+    """A handle as raw I/O, so an ``io.BufferedReader`` can read it in large blocks."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            super().close()
+
+
+def _in_blocks(handle: BinaryIO, block: int) -> BinaryIO:
+    """GzipFile reads its file 8 KiB at a time (the header's file name 1 byte at a time); on an
+    object-store handle without a read cache each read is a ranged GET. Read ``block`` bytes a time."""
+    return io.BufferedReader(_RawReader(handle), buffer_size=block)  # type: ignore[return-value]
 
 
 class _OwnedGzipFile(gzip.GzipFile):

@@ -232,15 +232,16 @@ def _blob(reader: ArchiveReader, descriptor: Any) -> BlobRef:
 def load_docker_save(reader: ArchiveReader, image_ref: str | None = None) -> ImagePlan:
     """An OCI manifest over the layers as they are (uncompressed tars keep digest == diff id)."""
     entries = _json(reader.read_small("manifest.json"), f"{reader.name}: manifest.json")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise HostileArchiveError(f"{reader.name}: manifest.json lists no images")
-    if image_ref is None and len(entries) > 1:
-        tags = sorted(t for e in entries for t in (e.get("RepoTags") or []))
+    tags = sorted(t for e in entries for t in (e.get("RepoTags") or []))
+    if image_ref in (None, WHOLE_INDEX) and len(entries) > 1:
+        # A docker-save tarball has no image index: "*" cannot mean all of them.
         raise InvalidInputError(f"{reader.name} holds {len(entries)} images; choose one with image_ref (one of {tags})")
-    if image_ref is not None:
-        entries = [e for e in entries if image_ref in (e.get("RepoTags") or []) or image_ref == WHOLE_INDEX][:1]
+    if image_ref not in (None, WHOLE_INDEX):
+        entries = [e for e in entries if image_ref in (e.get("RepoTags") or [])][:1]
         if not entries:
-            raise InvalidInputError(f"{reader.name} has no image tagged {image_ref!r}")
+            raise InvalidInputError(f"{reader.name} has no image tagged {image_ref!r}; it has {tags}")
     entry = entries[0]
     config_path, layer_paths = entry.get("Config"), entry.get("Layers")
     if not isinstance(config_path, str) or not isinstance(layer_paths, list) or not layer_paths:

@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+from airflow_ecr_layers.core import fast_request
 from airflow_ecr_layers.core.retry import RetryPolicy
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
@@ -25,6 +26,9 @@ class EcrLayersHook(EcrTransfer, AwsBaseHook):
     :param retry_policy: our retries on top of botocore's own (set botocore's with
         the connection's or operator's ``botocore_config``).
     :param read_depth: parts alive at once per layer (the one being sent included).
+    :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
+        (the same request body, built without botocore's JSON pass over the blob);
+        False keeps botocore's stock serialisation.
     """
 
     hook_name = "Amazon ECR layers"
@@ -34,6 +38,7 @@ class EcrLayersHook(EcrTransfer, AwsBaseHook):
         *args: Any,
         retry_policy: RetryPolicy | None = None,
         read_depth: int = 2,
+        fast_upload: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs["client_type"] = "ecr"
@@ -41,7 +46,13 @@ class EcrLayersHook(EcrTransfer, AwsBaseHook):
         if retry_policy is not None:
             self.retry_policy = retry_policy
         self.read_depth = read_depth
+        self.fast_upload = fast_upload
+        self._fast_client: Any = None
 
     @property
     def ecr_client(self) -> Any:
-        return self.conn
+        client = self.conn
+        if self.fast_upload and client is not self._fast_client:
+            fast_request.install(client)
+            self._fast_client = client
+        return client
