@@ -29,6 +29,24 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": ["airflow_ecr_layers.hooks.ecr_layers"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "Amazon ECR layers",
+                "python-modules": [
+                    "airflow_ecr_layers.sensors.image",
+                    "airflow_ecr_layers.sensors.image_scan",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Amazon ECR layers",
+                "python-modules": [
+                    "airflow_ecr_layers.triggers.image",
+                    "airflow_ecr_layers.triggers.image_scan",
+                ],
+            }
+        ],
         "asset-uris": [
             {
                 "schemes": ["ecr"],

@@ -1,0 +1,6 @@
+"""Sensors of the airflow-ecr-layers provider."""
+
+from airflow_ecr_layers.sensors.image import EcrImageSensor
+from airflow_ecr_layers.sensors.image_scan import EcrImageScanSensor
+
+__all__ = ["EcrImageScanSensor", "EcrImageSensor"]

@@ -1,0 +1,116 @@
+"""``EcrProbeTrigger``: poll a :class:`~airflow_ecr_layers.triggers.probes.Probe` with aiobotocore."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.scan import ScanVerdictError
+from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
+from airflow_ecr_layers.triggers.probes import ImageRef, Probe
+
+SUCCESS = "success"
+"""Event status: the wait is over; ``value`` holds the result."""
+FAILED = "failed"
+"""Event status: a verdict no retry can change (the scan failed); ``message`` says why."""
+ERROR = "error"
+"""Event status: the check itself failed (missing repository, access denied...); ``message`` says why."""
+
+
+def error_event(exc: EcrLayersError) -> dict[str, Any]:
+    """The event payload for an error raised by a probe."""
+    return {"status": FAILED if isinstance(exc, ScanVerdictError) else ERROR, "message": str(exc)}
+
+
+class EcrProbeTrigger(BaseTrigger):
+    """Check an image every ``poll_interval`` seconds until its probe is done, from the triggerer.
+
+    Yields one event: ``{"status": "success", "value": {...}}`` with the probe's result,
+    or ``{"status": "failed" | "error", "message": ...}`` (see :func:`error_event`).
+    The task's timeout bounds the wait (``defer(timeout=...)``).
+
+    Subclasses build the probe (:meth:`build_probe`) and add their own arguments to
+    :meth:`serialize`.
+
+    :param repository_name: the ECR repository.
+    :param image_tag: the image's tag.
+    :param image_digest: the image's digest.
+    :param registry_id: the registry's account id; the connection's account if unset.
+    :param poll_interval: seconds between checks.
+    :param aws_conn_id: the Airflow connection for AWS credentials (and ``endpoint_url``).
+    :param region_name: the AWS region.
+    :param verify: whether to verify SSL certificates, or a CA bundle path.
+    :param botocore_config: botocore client configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository_name: str,
+        image_tag: str | None = None,
+        image_digest: str | None = None,
+        registry_id: str | None = None,
+        poll_interval: float = 60.0,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.repository_name = repository_name
+        self.image_tag = image_tag
+        self.image_digest = image_digest
+        self.registry_id = registry_id
+        self.poll_interval = poll_interval
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.probe = self.build_probe(ImageRef(repository_name, image_tag, image_digest, registry_id))
+
+    @abstractmethod
+    def build_probe(self, image: ImageRef) -> Probe:
+        """The check this trigger repeats."""
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "repository_name": self.repository_name,
+                "image_tag": self.image_tag,
+                "image_digest": self.image_digest,
+                "registry_id": self.registry_id,
+                "poll_interval": self.poll_interval,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+            },
+        )
+
+    def hook(self) -> EcrLayersHook:
+        return EcrLayersHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async with await self.hook().get_async_conn() as client:
+                while True:
+                    poll = await self.probe.check_async(client)
+                    if poll.value is not None:
+                        break
+                    self.log.info("Waiting for %s; next check in %s s", poll.waiting_for, self.poll_interval)
+                    await asyncio.sleep(self.poll_interval)
+        except EcrLayersError as exc:
+            yield TriggerEvent(error_event(exc))
+            return
+        yield TriggerEvent({"status": SUCCESS, "value": poll.value})
