@@ -8,7 +8,10 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
-from airflow_ecr_layers.core.limits import validate_registry_id
+from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY
+from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
+from airflow_ecr_layers.core.planning import validate_part_size
+from airflow_ecr_layers.core.results import optional_int
 from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 
@@ -111,3 +114,55 @@ def _split_url(url: str) -> tuple[str, str]:
     netloc, _, path = rest.partition("/")
     netloc = netloc.rpartition("@")[2]  # drop a conn id in user info
     return f"{scheme}://{netloc}", path or "/"
+
+
+class StoragePushOperator(PublishesImage):
+    """The arguments shared by the one-step pushes from object storage.
+
+    :param source: an ``ObjectStoragePath`` URL.
+    :param repository_name: the ECR repository.
+    :param tags: tags for the top-level manifest (one PutImage each).
+    :param source_conn_id: the connection used to read the source; ``aws_conn_id`` for s3:// if unset.
+    :param part_size: bytes per part (5 MiB to 20971520); ECR's ``partSize`` if unset.
+    :param max_concurrency: blobs uploaded at once.
+    """
+
+    template_fields: Sequence[str] = (
+        *EcrLayersBaseOperator.template_fields,
+        "source",
+        "repository_name",
+        "tags",
+        "source_conn_id",
+        "part_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        repository_name: str,
+        tags: Sequence[str] | str | None = None,
+        source_conn_id: str | None = None,
+        part_size: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.repository_name = repository_name
+        self.tags = tags
+        self.source_conn_id = source_conn_id
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+
+    def push_settings(self) -> dict[str, Any]:
+        """The checked keyword arguments every push function takes, before any write."""
+        part_size = optional_int(self.part_size, "part_size")
+        if part_size is not None:
+            validate_part_size(part_size)
+        return {
+            "tags": validate_tags(self.tags),
+            "registry_id": self.checked_registry_id(),
+            "part_size": part_size,
+            "max_concurrency": optional_int(self.max_concurrency, "max_concurrency") or DEFAULT_MAX_CONCURRENCY,
+        }

@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY
 from airflow_ecr_layers.core.image_archive import load_image
-from airflow_ecr_layers.core.results import optional_int
 from airflow_ecr_layers.core.image_push import push_image
-from airflow_ecr_layers.core.limits import validate_repository_name, validate_tags
+from airflow_ecr_layers.core.limits import validate_repository_name
 from airflow_ecr_layers.object_storage import open_image_archive
-from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
+from airflow_ecr_layers.operators.base import StoragePushOperator
 
 Context = Any
 
 
-class PushImageArchiveOperator(PublishesImage):
+class PushImageArchiveOperator(StoragePushOperator):
     """Push an image archive (docker-save or OCI layout; tar, tar.gz or directory) into ECR.
 
     Blobs are streamed straight out of the archive with ranged reads, never unpacked.
@@ -27,64 +25,30 @@ class PushImageArchiveOperator(PublishesImage):
     manifests of an index go first, untagged; the tags go on the top-level manifest.
 
     :param source: an ``ObjectStoragePath`` URL of a tar, a tar.gz, or a layout directory.
-    :param repository_name: the ECR repository.
-    :param tags: tags for the top-level manifest.
     :param image_ref: for an archive with several images: the ref name (OCI
         ``org.opencontainers.image.ref.name``) or docker ``RepoTags`` entry; ``"*"``
         pushes an OCI layout's whole ``index.json`` as an image index.
-    :param source_conn_id: the connection used to read the source; ``aws_conn_id`` for s3:// if unset.
-    :param part_size: bytes per part; ECR's ``partSize`` if unset.
-    :param max_concurrency: blobs uploaded at once.
     :return: ``image_digest``, ``tags``, ``manifest_media_type``, ``format``, ``manifests``,
         and per blob ``digest``, ``size``, ``media_type``, ``skipped``.
+
+    Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size`` and
+    ``max_concurrency`` (see :class:`StoragePushOperator`).
     """
 
-    template_fields: Sequence[str] = (
-        *EcrLayersBaseOperator.template_fields,
-        "source",
-        "repository_name",
-        "tags",
-        "image_ref",
-        "source_conn_id",
-    )
+    template_fields: Sequence[str] = (*StoragePushOperator.template_fields, "image_ref")
 
-    def __init__(
-        self,
-        *,
-        source: str,
-        repository_name: str,
-        tags: Sequence[str] | str | None = None,
-        image_ref: str | None = None,
-        source_conn_id: str | None = None,
-        part_size: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.source = source
-        self.repository_name = repository_name
-        self.tags = tags
+    def __init__(self, *, source: str, image_ref: str | None = None, **kwargs: Any) -> None:
+        super().__init__(source=source, **kwargs)
         self.image_ref = image_ref
-        self.source_conn_id = source_conn_id
-        self.part_size = part_size
-        self.max_concurrency = max_concurrency
 
     def execute(self, context: Context) -> dict[str, Any]:
         repository = validate_repository_name(self.repository_name)
-        tags = validate_tags(self.tags)
+        settings = self.push_settings()
         plan = load_image(
             open_image_archive(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id),
             self.image_ref or None,
         )
-        result = push_image(
-            self.hook,
-            repository,
-            plan,
-            tags=tags,
-            registry_id=self.checked_registry_id(),
-            part_size=optional_int(self.part_size, "part_size"),
-            max_concurrency=optional_int(self.max_concurrency, "max_concurrency") or DEFAULT_MAX_CONCURRENCY,
-        )
+        result = push_image(self.hook, repository, plan, **settings)
         skipped = sum(1 for blob in result["blobs"] if blob["skipped"])
         self.log.info(
             "Pushed %s (%s) to %s as %s: %d blobs, %d skipped, %d manifests",
