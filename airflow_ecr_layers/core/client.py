@@ -10,8 +10,11 @@ from airflow_ecr_layers.core.transfer import EcrTransfer
 
 
 class EcrClient(EcrTransfer):
-    """:param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
-    (installed on ``client``); False leaves the client's serialisation as botocore's."""
+    """The upload API on a boto3 ECR ``client``.
+
+    :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
+        (installed on ``client``); False leaves the client's serialisation as botocore's.
+    """
 
     def __init__(
         self, client: Any, *, retry_policy: RetryPolicy | None = None, read_depth: int = 2, fast_upload: bool = True

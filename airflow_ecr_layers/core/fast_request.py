@@ -55,7 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FastUploadError", "EncodeInto", "encoders", "install", "release_buffer", "splice_blob", "uninstall"]
+__all__ = ["EncodeInto", "FastUploadError", "encoders", "install", "release_buffer", "splice_blob", "uninstall"]
 
 OPERATION = "UploadLayerPart"
 BLOB_PARAM = "layerPartBlob"
@@ -147,21 +147,34 @@ _ENCODE_INTO: EncodeInto = next(iter(encoders().values()))
 
 # -- the body buffer each thread reuses --------------------------------------------------
 _local = threading.local()
+_SLACK = 256
+"""Bytes a body may grow by in place (an offset with more digits, a longer id)."""
 
 
 def _body_buffer(size: int) -> bytearray:
-    """This thread's body buffer with ``size`` bytes (whatever they hold)."""
+    """A ``size``-byte buffer (whatever it holds) for this thread's next body.
+
+    The thread's buffer is resized only within its allocation, so it never moves,
+    and never shrinks: a much smaller body (a last part, a config blob) gets a
+    buffer of its own. Resizing it never needs a temporary copy either.
+    """
     buffer: bytearray | None = getattr(_local, "buffer", None)
     if buffer is not None:
-        try:
-            if len(buffer) > size:
-                del buffer[size:]
-            elif len(buffer) < size:
-                buffer.extend(bytes(size - len(buffer)))
-            return buffer
-        except BufferError:  # still exported by a view someone keeps: leave it to them
-            pass
-    buffer = bytearray(size)
+        allocated = buffer.__alloc__()  # CPython resizes in place from half of it to all but one byte
+        if 2 * size < allocated:
+            return bytearray(size)
+        if size < allocated:
+            try:
+                if size < len(buffer):
+                    del buffer[size:]
+                elif size > len(buffer):
+                    buffer.extend(bytes(size - len(buffer)))
+                return buffer
+            except BufferError:  # still exported by a view someone keeps: it is theirs now
+                pass
+        _local.buffer = buffer = None  # let it go before allocating the bigger one
+    buffer = bytearray(size + _SLACK)
+    del buffer[size:]
     _local.buffer = buffer
     return buffer
 
@@ -171,9 +184,7 @@ def release_buffer() -> None:
     _local.__dict__.pop("buffer", None)
 
 
-def splice_blob(
-    body: bytes, token: bytes, blob: bytes | bytearray, *, encode_into: EncodeInto | None = None
-) -> bytearray:
+def splice_blob(body: bytes, token: bytes, blob: bytes | bytearray) -> bytearray:
     """``body`` with its single occurrence of ``token`` (``"<placeholder base64>"``,
     quotes included) replaced by the quoted base64 of ``blob``.
 
@@ -189,7 +200,7 @@ def splice_blob(
     tail = memoryview(body)[start + len(token) - 1 :]  # from the closing quote on: never empty
     out = _body_buffer(len(head) + encoded_length(len(blob)) + len(tail))
     out[: len(head)] = head
-    end = (encode_into or _ENCODE_INTO)(out, len(head), blob)
+    end = _ENCODE_INTO(out, len(head), blob)
     if end != len(out) - len(tail):
         raise FastUploadError(f"base64 of {len(blob)} bytes came out {end - len(head)} long")
     out[end:] = tail

@@ -5,13 +5,25 @@ A producer thread reads and hashes part N+1 while the caller uploads part N. At 
 artifact's size. ``seek`` restarts reading at any byte: backwards for a resume
 (bytes already hashed are not hashed again), forwards for an upload that already
 holds a prefix (the gap is read and hashed, not returned).
+
+Memory: when the consumer asks for the next part (of a megabyte or more), the
+memory of the parts it is done with goes back to the operating system (glibc's
+``malloc_trim``) before the producer may read another one. Without that, glibc
+keeps freed part buffers: once the first one is freed, its dynamic mmap threshold
+rises to just above the part size, later parts come from the heap, and the heap
+fragments between them and the read buffers, so the resident size wanders one to
+two parts above what is alive (measured: 5.2 to 6.2 parts of growth for 20 MiB
+parts, by chance; 5.0 to 5.1 with the trim). The price is page faults on the
+next part's buffers: 8 to 15 % more CPU per part on the 2-core VMs we measure on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,6 +44,29 @@ class Part:
     def end(self) -> int:
         """The first byte after this part."""
         return self.first_byte + len(self.data)
+
+
+TRIM_FROM_PART_SIZE = 1024 * 1024
+"""Parts at least this big give freed memory back before the next is read (see the module doc)."""
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (or no C library to ask)
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Return the C heap's free memory to the operating system (glibc); a no-op elsewhere."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class _End:
@@ -126,6 +161,8 @@ class PartReader:
         if self._thread is None:
             self.seek(0)
         if self._holding:
+            if self._part_size >= TRIM_FROM_PART_SIZE:
+                release_free_memory()  # the part before the one just handled is freed by now
             self._slots.release()
             self._holding = False
         item = self._queue.get()

@@ -1,0 +1,500 @@
+"""Throughput and memory of the upload path, side by side with the botocore floor.
+
+    python benchmarks/bench.py [--quick]
+
+Starts two processes on loopback: moto's server (``benchmarks/moto_server.py``:
+S3 holding the artifacts, with ranged GETs that read only the range, and the
+strict ECR for the server-bound reference runs) and ``benchmarks/sink.py`` (an ECR
+that reads and discards every body). Then measures, in one run:
+
+- **floor**: a plain boto3 loop calling UploadLayerPart on one part already in
+  memory (no S3, no hashing), to the sink;
+- **ours**: ``UploadLayerPartsOperator``'s path (``open_source`` on an
+  ``s3://`` ``ObjectStoragePath`` read through s3fs from moto, then
+  ``EcrLayersHook.upload_parts``: pipelined reads, sha256, fast request), to the
+  sink, with the fast request on and off;
+- the floor loop and ours against moto's ECR (server-bound, for reference);
+- peak RSS growth of ours for a small and a large artifact, each in a fresh process;
+- four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink.
+
+It ends with one line::
+
+    bench: ours_vs_floor=<x.xx> rss_growth_parts=<y.y> rss_2g_vs_256m=<z.zz> parallel_speedup=<w.ww>
+
+``ours_vs_floor`` is ours (fast request) over the floor in MiB/s to the sink;
+``rss_growth_parts`` the large run's peak RSS growth over the part size;
+``rss_2g_vs_256m`` the large run's peak RSS over the small run's (the table also
+shows the ratio of the growths, which leaves out the ~170 MiB Airflow brings);
+``parallel_speedup`` the four layers' time at concurrency 1 over concurrency 2.
+``--quick`` scales every size down (the memory pair becomes 64 MiB and 512 MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+PART_SIZE = 20 * MiB
+"""20971520 bytes: ECR's largest part, the size the floor figures in DESIGN.md use."""
+REGION = "us-east-1"
+BUCKET = "bench"
+REPOSITORY = "bench/layers"
+S3_CONN_ID = "aws_default"
+SINK_CONN_ID = "ecr_sink"
+MOTO_ECR_CONN_ID = "ecr_moto"
+SEED_CHUNK = 32 * MiB
+WARMUP_SIZE = 1 * MiB
+RSS_SAMPLE_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Sizes:
+    throughput: int
+    """Bytes per floor/ours run to the sink."""
+    moto: int
+    """Bytes per run through moto's ECR (about 26 MiB/s)."""
+    rss_small: int
+    rss_large: int
+    layer: int
+    """Each of the four parallel layers."""
+    repeats: int
+    """Runs of each sink throughput figure; the median is reported."""
+
+
+FULL = Sizes(
+    throughput=512 * MiB, moto=120 * MiB, rss_small=256 * MiB, rss_large=2048 * MiB, layer=256 * MiB, repeats=3
+)
+QUICK = Sizes(throughput=160 * MiB, moto=40 * MiB, rss_small=64 * MiB, rss_large=512 * MiB, layer=64 * MiB, repeats=1)
+
+
+# -- processes and environment ------------------------------------------------------------
+def aws_connection(endpoint_url: str) -> str:
+    """An Airflow AWS connection (JSON) pointing at a loopback endpoint with dummy keys."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
+        }
+    )
+
+
+def configure_environment(moto_url: str, sink_url: str) -> None:
+    """Airflow without a metadata DB: connections come from ``AIRFLOW_CONN_*`` variables.
+
+    Child processes inherit all of it.
+    """
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="ecr-layers-bench-"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",  # progress and connection lines would drown the table
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": aws_connection(moto_url),
+            f"AIRFLOW_CONN_{MOTO_ECR_CONN_ID.upper()}": aws_connection(moto_url),
+            f"AIRFLOW_CONN_{SINK_CONN_ID.upper()}": aws_connection(sink_url),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    pid: int
+
+
+@contextmanager
+def service(*command: str, timeout: float = 60.0) -> Iterator[Service]:
+    """Run a server that prints ``ENDPOINT <url>`` first; yield it, stop it after."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("ENDPOINT "):
+            raise RuntimeError(f"{' '.join(command)} did not start (said {line!r})")
+        yield Service(line.split()[1], proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class CpuMeter:
+    """Cores kept busy, on average, by this process and the servers while in the ``with`` block."""
+
+    def __init__(self, **pids: int) -> None:
+        import psutil
+
+        self._processes = {"client": psutil.Process(), **{name: psutil.Process(pid) for name, pid in pids.items()}}
+        self.cores: dict[str, float] = {}
+
+    def _times(self) -> dict[str, float]:
+        return {name: sum(process.cpu_times()[:2]) for name, process in self._processes.items()}
+
+    def __enter__(self) -> CpuMeter:
+        self._started, self._before = time.perf_counter(), self._times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._started
+        self.cores = {name: (used - self._before[name]) / wall for name, used in self._times().items()}
+
+    def __str__(self) -> str:
+        return (
+            ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+            + f"; total {sum(self.cores.values()):.2f}"
+        )
+
+
+def boto_client(service_name: str, endpoint_url: str, **config: Any) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service_name, endpoint_url=endpoint_url, region_name=REGION, config=Config(**config) if config else None
+    )
+
+
+def mib_per_s(size: int, seconds: float) -> float:
+    return size / MiB / seconds
+
+
+# -- artifacts in S3 ----------------------------------------------------------------------
+def pattern_chunk(index: int, size: int) -> bytes:
+    """Incompressible-looking bytes that differ per chunk (cheap: one shake_256 call)."""
+    return hashlib.shake_256(index.to_bytes(8, "big")).digest(size)
+
+
+def seed_object(s3: Any, key: str, size: int) -> str:
+    """Put ``size`` bytes at ``s3://BUCKET/key`` a chunk at a time (multipart); return the URL."""
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    parts = []
+    for number, offset in enumerate(range(0, size, SEED_CHUNK), start=1):
+        body = pattern_chunk(number, min(SEED_CHUNK, size - offset))
+        etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    return f"s3://{BUCKET}/{key}"
+
+
+# -- what is measured -----------------------------------------------------------------------
+def floor_loop(ecr: Any, size: int, part: bytes) -> float:
+    """Seconds for a plain boto3 UploadLayerPart loop over ``size`` bytes of one in-memory part."""
+    upload_id = ecr.initiate_layer_upload(repositoryName=REPOSITORY)["uploadId"]
+    started = time.perf_counter()
+    for first in range(0, size, len(part)):
+        blob = part if first + len(part) <= size else part[: size - first]
+        ecr.upload_layer_part(
+            repositoryName=REPOSITORY,
+            uploadId=upload_id,
+            partFirstByte=first,
+            partLastByte=first + len(blob) - 1,
+            layerPartBlob=blob,
+        )
+    elapsed = time.perf_counter() - started
+    ecr.complete_layer_upload(repositoryName=REPOSITORY, uploadId=upload_id, layerDigests=[repeated_digest(part, size)])
+    return elapsed
+
+
+def repeated_digest(part: bytes, size: int) -> str:
+    """sha256 of ``part`` repeated up to ``size`` bytes: what the floor loop sent."""
+    hasher = hashlib.sha256()
+    for first in range(0, size, len(part)):
+        hasher.update(memoryview(part)[: min(len(part), size - first)])
+    return "sha256:" + hasher.hexdigest()
+
+
+def ecr_hook(conn_id: str, fast_upload: bool) -> Any:
+    from airflow_ecr_layers.hooks import EcrLayersHook
+
+    return EcrLayersHook(aws_conn_id=conn_id, fast_upload=fast_upload)
+
+
+def ours(hook: Any, url: str) -> float:
+    """Seconds for ``UploadLayerPartsOperator.execute``'s two steps: open the source, upload the parts."""
+    from airflow_ecr_layers.object_storage import open_source
+
+    session = hook.initiate_layer_upload(REPOSITORY)
+    started = time.perf_counter()
+    source = open_source(url, S3_CONN_ID)
+    uploaded = hook.upload_parts(session, source, part_size=PART_SIZE)
+    elapsed = time.perf_counter() - started
+    hook.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
+    return elapsed
+
+
+def parallel_layers(hook: Any, url: str, count: int, concurrency: int) -> float:
+    """Seconds to push ``count`` layers read from ``url`` with ``push_layers``."""
+    from airflow_ecr_layers.core.artifact import LayerSpec, push_layers
+    from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.object_storage import open_source
+
+    layers = [LayerSpec(open_source(url, S3_CONN_ID), DEFAULT_LAYER_MEDIA_TYPE) for _ in range(count)]
+    started = time.perf_counter()
+    push_layers(hook, REPOSITORY, layers, part_size=PART_SIZE, max_concurrency=concurrency)
+    return time.perf_counter() - started
+
+
+# -- memory, in a fresh process -------------------------------------------------------------
+class RssSampler:
+    """Peak resident set size of this process while in the ``with`` block.
+
+    Two witnesses: psutil samples on a thread, and the kernel's high-water mark
+    (``VmHWM``, reset on entry through ``/proc/self/clear_refs``), which also sees
+    peaks between samples. ``ru_maxrss`` is not used: after fork and exec it still
+    holds the parent's size.
+    """
+
+    def __init__(self, interval: float = RSS_SAMPLE_SECONDS) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.baseline = self.peak = 0
+
+    def rss(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    @staticmethod
+    def high_water_mark(reset: bool = False) -> int:
+        """The kernel's peak RSS of this process (0 where /proc does not tell)."""
+        try:
+            if reset:
+                Path("/proc/self/clear_refs").write_text("5")
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> RssSampler:
+        self.high_water_mark(reset=True)
+        self.baseline = self.peak = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss(), self.high_water_mark())
+
+
+def rss_child(url: str, warmup_url: str) -> dict[str, float]:
+    """In a fresh process: warm up on a tiny object, then upload ``url`` to the sink
+    while sampling RSS. Printed as JSON for the parent."""
+    hook = ecr_hook(SINK_CONN_ID, fast_upload=True)
+    ours(hook, warmup_url)  # imports, connections, botocore's model cache, s3fs's session
+    with RssSampler() as sampler:
+        seconds = ours(hook, url)
+    return {
+        "baseline": sampler.baseline,
+        "peak": sampler.peak,
+        "growth": sampler.peak - sampler.baseline,
+        "seconds": seconds,
+    }
+
+
+def measure_rss(url: str, warmup_url: str) -> dict[str, float]:
+    """:func:`rss_child` in a fresh interpreter (same environment)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--rss-child", url, warmup_url],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"the RSS run of {url} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the run -------------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    target: str
+    size: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return mib_per_s(self.size, self.seconds)
+
+
+def machine() -> str:
+    """Cores, CPU model and load: other work on the machine shows in every figure."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores, {model}, load average {load}"
+
+
+def seed_all(moto_url: str, sizes: Sizes) -> dict[int, str]:
+    """The bucket, the moto repository, and one S3 object per size used."""
+    # moto joins a multipart upload in memory: a 2 GiB one can take a minute, and a retry would fail
+    s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
+    s3.create_bucket(Bucket=BUCKET)
+    boto_client("ecr", moto_url).create_repository(repositoryName=REPOSITORY)
+    wanted = {WARMUP_SIZE, sizes.throughput, sizes.moto, sizes.rss_small, sizes.rss_large, sizes.layer}
+    return {size: seed_object(s3, f"artifact-{size}", size) for size in sorted(wanted)}
+
+
+def measure_sink_throughput(sizes: Sizes, sink_url: str, keys: dict[int, str]) -> list[Row]:
+    """Floor and ours to the sink, interleaved ``repeats`` times (so drifts hit all alike); medians."""
+    from airflow_ecr_layers.core import fast_request
+
+    part = pattern_chunk(0, PART_SIZE)
+    floor_client = boto_client("ecr", sink_url)
+    floor_fast_client = boto_client("ecr", sink_url)
+    fast_request.install(floor_fast_client)
+    hook_fast = ecr_hook(SINK_CONN_ID, fast_upload=True)
+    hook_stock = ecr_hook(SINK_CONN_ID, fast_upload=False)
+    for hook in (hook_fast, hook_stock):
+        ours(hook, keys[WARMUP_SIZE])  # imports and connections before any timing
+    url, size = keys[sizes.throughput], sizes.throughput
+    measured: dict[str, tuple[str, Callable[[], float]]] = {
+        "floor": ("floor: boto3 loop, part in memory", lambda: floor_loop(floor_client, size, part)),
+        "floor_fast": ("floor + fast request", lambda: floor_loop(floor_fast_client, size, part)),
+        "ours": ("ours: S3 -> sha256 -> fast request", lambda: ours(hook_fast, url)),
+        "ours_stock": ("ours, fast request off", lambda: ours(hook_stock, url)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in measured}
+    for _ in range(sizes.repeats):
+        for name, (_, fn) in measured.items():
+            times[name].append(fn())
+    return [Row(label, "sink", size, statistics.median(times[name])) for name, (label, _) in measured.items()]
+
+
+def measure_moto_throughput(sizes: Sizes, moto_url: str, keys: dict[int, str]) -> list[Row]:
+    """The floor loop and ours against moto's ECR: server-bound, for reference."""
+    part = pattern_chunk(0, PART_SIZE)
+    hook = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True)
+    ours(hook, keys[WARMUP_SIZE])
+    return [
+        Row(
+            "floor: boto3 loop, part in memory",
+            "moto ECR",
+            sizes.moto,
+            floor_loop(boto_client("ecr", moto_url), sizes.moto, part),
+        ),
+        Row("ours: S3 -> sha256 -> fast request", "moto ECR", sizes.moto, ours(hook, keys[sizes.moto])),
+    ]
+
+
+def measure_parallel(sizes: Sizes, keys: dict[int, str], servers: dict[str, int]) -> dict[int, tuple[float, CpuMeter]]:
+    """Four layers at ``max_concurrency`` 1 and 2, interleaved ``repeats`` times: median seconds
+    and the cores busy during the median run."""
+    hook = ecr_hook(SINK_CONN_ID, fast_upload=True)
+    found: dict[int, list[tuple[float, CpuMeter]]] = {1: [], 2: []}
+    for _ in range(sizes.repeats):
+        for concurrency, runs in found.items():
+            with CpuMeter(**servers) as meter:
+                seconds = parallel_layers(hook, keys[sizes.layer], 4, concurrency)
+            runs.append((seconds, meter))
+    return {c: sorted(runs, key=lambda run: run[0])[len(runs) // 2] for c, runs in found.items()}
+
+
+def run(sizes: Sizes) -> str:
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    with (
+        service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
+        service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
+    ):
+        configure_environment(moto.url, sink.url)
+        print(f"seeding S3 on {moto.url} ...", flush=True)
+        keys = seed_all(moto.url, sizes)
+        print(f"seeded in {time.perf_counter() - started:.0f}s; measuring", flush=True)
+        rows = measure_sink_throughput(sizes, sink.url, keys) + measure_moto_throughput(sizes, moto.url, keys)
+        small = measure_rss(keys[sizes.rss_small], keys[WARMUP_SIZE])
+        large = measure_rss(keys[sizes.rss_large], keys[WARMUP_SIZE])
+        parallel = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
+
+    print_throughput(rows, sizes.repeats)
+    print_memory(sizes, small, large)
+    print_parallel(sizes, parallel)
+    print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
+    floor, fast = rows[0].rate, rows[2].rate
+    return (
+        f"bench: ours_vs_floor={fast / floor:.2f} rss_growth_parts={large['growth'] / PART_SIZE:.1f} "
+        f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f} parallel_speedup={parallel[1][0] / parallel[2][0]:.2f}"
+    )
+
+
+def print_throughput(rows: list[Row], repeats: int) -> None:
+    print(f"\nthroughput, {PART_SIZE // MiB} MiB parts (sink rows: median of {repeats})")
+    print(f"{'path':<38} {'target':<9} {'MiB':>6} {'s':>7} {'MiB/s':>8}")
+    for row in rows:
+        print(f"{row.name:<38} {row.target:<9} {row.size // MiB:>6} {row.seconds:>7.2f} {row.rate:>8.1f}")
+
+
+def print_memory(sizes: Sizes, small: dict[str, float], large: dict[str, float]) -> None:
+    print("\npeak RSS of ours to the sink, fresh process each (growth over the warmed-up baseline)")
+    print(f"{'artifact MiB':>12} {'baseline MiB':>13} {'peak MiB':>9} {'growth MiB':>11} {'parts':>6} {'MiB/s':>7}")
+    for size, found in ((sizes.rss_small, small), (sizes.rss_large, large)):
+        print(
+            f"{size // MiB:>12} {found['baseline'] / MiB:>13.1f} {found['peak'] / MiB:>9.1f} "
+            f"{found['growth'] / MiB:>11.1f} {found['growth'] / PART_SIZE:>6.2f} {mib_per_s(size, found['seconds']):>7.1f}"
+        )
+    print(
+        f"peak RSS ratio, large/small: {large['peak'] / small['peak']:.2f} (growth ratio {large['growth'] / small['growth']:.2f})"
+    )
+
+
+def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]]) -> None:
+    print(f"\nfour {sizes.layer // MiB} MiB layers, push_layers to the sink (median of {sizes.repeats})")
+    print(f"{'max_concurrency':>15} {'s':>7} {'MiB/s':>8}   cores busy")
+    for concurrency, (seconds, meter) in parallel.items():
+        print(f"{concurrency:>15} {seconds:>7.2f} {mib_per_s(4 * sizes.layer, seconds):>8.1f}   {meter}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each (under 2 minutes)")
+    parser.add_argument("--rss-child", nargs=2, metavar=("URL", "WARMUP_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        print(json.dumps(rss_child(*args.rss_child)))
+        return 0
+    print(run(QUICK if args.quick else FULL))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
