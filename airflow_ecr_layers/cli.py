@@ -87,7 +87,7 @@ def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
     from airflow_ecr_layers.object_storage import open_image_archive
 
     repository, tags = split_reference(args.reference)
-    plan = load_image(open_image_archive(args.source, args.conn_id), args.image_ref)
+    plan = load_image(open_image_archive(args.source, args.conn_id), args.image_ref, gzip_layers=args.gzip_layers)
     return push_image(
         make_api(args),
         repository,
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("reference", metavar="REPOSITORY[:TAG]")
     archive.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
     archive.add_argument("--image-ref", help="which image of a multi-image archive ('*' = the whole index)")
+    archive.add_argument("--gzip-layers", action="store_true",
+                         help="docker-save: gzip layers on the fly into a Docker v2 schema 2 image")
     archive.add_argument("--registry-id", help="12-digit account id of the registry")
     archive.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     archive.set_defaults(run=cmd_push_archive)

@@ -12,6 +12,7 @@ tarfile: each is refused with a clear error and no tag is written.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -48,6 +49,9 @@ from image_builders import (
 )
 
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
+from airflow_ecr_layers.core.gzip_source import GzipSource
+from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError
 from airflow_ecr_layers.operators import PushImageArchiveOperator
 
@@ -243,6 +247,42 @@ def test_docker_archive_lands_as_oci_manifest_over_its_layers(
     assert json.loads(json.dumps(result)) == result  # XCom-safe
 
     _assert_repush_uploads_nothing(source, repo, stats, result, tags=["v1", "stable"])
+
+
+def test_docker_archive_with_gzip_layers_lands_as_docker_v2(
+    images: Images, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
+) -> None:
+    """The other docker-save option: layers gzipped on the fly into Docker v2 schema 2."""
+    source = _upload(s3, bucket, images.docker_tar, "builds/app-gz.docker.tar")
+    members = tar_members(images.docker_tar)
+    (entry,) = json.loads(members["manifest.json"])
+    config_bytes = members[entry["Config"]]
+    diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
+
+    result = _push(source, repo, tags=["gz"], gzip_layers=True)
+
+    data, digest, media_type = _stored(ecr, repo, {"imageTag": "gz"})
+    manifest = json.loads(data)
+    assert media_type == manifest["mediaType"] == DOCKER_MANIFEST == result["manifest_media_type"]
+    assert manifest["config"] == {"mediaType": DOCKER_CONFIG, "digest": sha256(config_bytes), "size": len(config_bytes)}
+    for layer, path, diff_id in zip(manifest["layers"], entry["Layers"], diff_ids, strict=True):
+        assert layer["mediaType"] == DOCKER_LAYER_GZIP
+        # The strict ECR checked that the uploaded bytes hash to layer["digest"]; those
+        # bytes are the deterministic gzip of the layer, which decompresses to the diff id.
+        with GzipSource(BytesSource(members[path])).open_at(0, MiB) as handle:
+            compressed = handle.read()
+        assert (sha256(compressed), len(compressed)) == (layer["digest"], layer["size"])
+        assert sha256(gzip.decompress(compressed)) == diff_id
+    assert digest == sha256(data) == result["image_digest"]
+    _assert_available(ecr, repo, _blob_sizes(manifest))
+    _assert_repush_uploads_nothing(source, repo, stats, result, tags=["gz"], gzip_layers=True)
+
+
+def test_gzip_layers_is_refused_for_oci_layouts(images: Images, repo: str, ecr: Any, stats: Any) -> None:
+    with pytest.raises(InvalidInputError, match="gzip_layers applies to docker-save"):
+        _push(f"file://{images.single}", repo, gzip_layers=True)
+    assert stats.total().initiate_layer_upload_calls == 0
+    _nothing_tagged(ecr, repo)
 
 
 # --- OCI layouts: tar and directory ----------------------------------------------------

@@ -18,7 +18,10 @@ from typing import Any, Protocol
 
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import validate_digest
+from airflow_ecr_layers.core.gzip_source import GzipSource
 from airflow_ecr_layers.core.manifest import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_CONFIG,
@@ -115,12 +118,21 @@ def _json(data: bytes, where: str) -> Any:
         raise HostileArchiveError(f"{where} is not valid JSON: {exc}") from exc
 
 
-def load_image(reader: ArchiveReader, image_ref: str | None = None) -> ImagePlan:
-    """Detect the format (OCI layout first, then docker-save) and plan the push."""
+def load_image(reader: ArchiveReader, image_ref: str | None = None, *, gzip_layers: bool = False) -> ImagePlan:
+    """Detect the format (OCI layout first, then docker-save) and plan the push.
+
+    ``gzip_layers`` (docker-save only) compresses uncompressed layers on the fly into a
+    Docker v2 schema 2 image instead of the default OCI manifest over the layers as they are.
+    """
     if "oci-layout" in reader and "index.json" in reader:
+        if gzip_layers:
+            raise InvalidInputError(
+                f"{reader.name} is an OCI image layout, pushed byte for byte; gzip_layers applies to "
+                "docker-save tarballs only"
+            )
         return load_oci_layout(reader, image_ref)
     if "manifest.json" in reader:
-        return load_docker_save(reader, image_ref)
+        return load_docker_save(reader, image_ref, gzip_layers=gzip_layers)
     raise InvalidInputError(
         f"{reader.name} is neither an OCI image layout (oci-layout + index.json) nor a docker-save "
         "tarball (manifest.json)"
@@ -229,8 +241,9 @@ def _blob(reader: ArchiveReader, descriptor: Any) -> BlobRef:
 
 # --- docker save ------------------------------------------------------------------------
 
-def load_docker_save(reader: ArchiveReader, image_ref: str | None = None) -> ImagePlan:
-    """An OCI manifest over the layers as they are (uncompressed tars keep digest == diff id)."""
+def load_docker_save(reader: ArchiveReader, image_ref: str | None = None, *, gzip_layers: bool = False) -> ImagePlan:
+    """An OCI manifest over the layers as they are (uncompressed tars keep digest == diff id),
+    or with ``gzip_layers`` a Docker v2 schema 2 manifest over gzip-compressed layers."""
     entries = _json(reader.read_small("manifest.json"), f"{reader.name}: manifest.json")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise HostileArchiveError(f"{reader.name}: manifest.json lists no images")
@@ -253,24 +266,31 @@ def load_docker_save(reader: ArchiveReader, image_ref: str | None = None) -> Ima
     config_digest = sha256_digest(config_bytes)
     layers = []
     for position, path in enumerate(layer_paths):
-        source = reader.blob_source(path)
-        media_type = OCI_LAYER_TAR + _compression(source)
+        source: BlobSource = reader.blob_source(path)
+        compression = _compression(source)
         digest = _digest_from_path(path)
-        if digest is None and media_type == OCI_LAYER_TAR and position < len(diff_ids):
+        if gzip_layers and compression == "":
+            source = GzipSource(source)
+            size, digest = source.measure()
+        elif gzip_layers and compression != "+gzip":
+            raise InvalidInputError(f"{reader.name}: layer {path!r} is {compression[1:]}-compressed; "
+                                    "Docker v2 schema 2 layers must be gzip (push without gzip_layers)")
+        if digest is None and compression == "" and position < len(diff_ids):
             digest = validate_digest(diff_ids[position], "diff id")
         if digest is None:
             digest = hash_source(source)
+        media_type = DOCKER_LAYER_GZIP if gzip_layers else OCI_LAYER_TAR + compression
         plan.add_blob(BlobRef(digest, source.size, media_type, source))
         layers.append({"mediaType": media_type, "digest": digest, "size": source.size})
-    config_source = reader.blob_source(config_path)
-    plan.add_blob(BlobRef(config_digest, len(config_bytes), OCI_CONFIG, config_source))
+    config_type, manifest_type = (DOCKER_CONFIG, DOCKER_MANIFEST) if gzip_layers else (OCI_CONFIG, OCI_MANIFEST)
+    plan.add_blob(BlobRef(config_digest, len(config_bytes), config_type, reader.blob_source(config_path)))
     body = {
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": config_digest, "size": len(config_bytes)},
         "layers": layers,
     }
-    plan.add_manifest(encode_manifest(body, OCI_MANIFEST))
+    plan.add_manifest(encode_manifest(body, manifest_type))
     return plan
 
 

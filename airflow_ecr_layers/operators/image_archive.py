@@ -28,6 +28,10 @@ class PushImageArchiveOperator(StoragePushOperator):
     :param image_ref: for an archive with several images: the ref name (OCI
         ``org.opencontainers.image.ref.name``) or docker ``RepoTags`` entry; ``"*"``
         pushes an OCI layout's whole ``index.json`` as an image index.
+    :param gzip_layers: docker-save only: gzip uncompressed layers on the fly and push a
+        Docker v2 schema 2 image (smaller in ECR, costs CPU: each layer is compressed twice,
+        once to learn its digest and size, once while it uploads). Default: an OCI manifest
+        over the layers as they are, digests equal to the diff ids.
     :return: ``image_digest``, ``tags``, ``manifest_media_type``, ``format``, ``manifests``,
         and per blob ``digest``, ``size``, ``media_type``, ``skipped``.
 
@@ -37,9 +41,12 @@ class PushImageArchiveOperator(StoragePushOperator):
 
     template_fields: Sequence[str] = (*StoragePushOperator.template_fields, "image_ref")
 
-    def __init__(self, *, source: str, image_ref: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, source: str, image_ref: str | None = None, gzip_layers: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(source=source, **kwargs)
         self.image_ref = image_ref
+        self.gzip_layers = gzip_layers
 
     def execute(self, context: Context) -> dict[str, Any]:
         repository = validate_repository_name(self.repository_name)
@@ -47,6 +54,7 @@ class PushImageArchiveOperator(StoragePushOperator):
         plan = load_image(
             open_image_archive(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id),
             self.image_ref or None,
+            gzip_layers=bool(self.gzip_layers),
         )
         result = push_image(self.hook, repository, plan, **settings)
         skipped = sum(1 for blob in result["blobs"] if blob["skipped"])
