@@ -44,21 +44,11 @@ def _prepare_airflow_home() -> Path:
 
 
 def _seed(s3: Any, size: int) -> str:
-    """Write ``size`` pseudo-random bytes to S3 in 8 MiB pieces (multipart); return their digest."""
+    """The demo artifact in S3; returns its digest."""
+    from airflow_ecr_layers.testing.seeding import seed_object
+
     s3.create_bucket(Bucket=BUCKET)
-    digest = hashlib.sha256()
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=KEY)
-    parts, offset, number = [], 0, 1
-    while offset < size:
-        chunk = hashlib.shake_256(str(number).encode()).digest(min(8 * MiB, size - offset))
-        digest.update(chunk)
-        etag = s3.upload_part(Bucket=BUCKET, Key=KEY, UploadId=upload["UploadId"], PartNumber=number, Body=chunk)
-        parts.append({"ETag": etag["ETag"], "PartNumber": number})
-        offset, number = offset + len(chunk), number + 1
-    s3.complete_multipart_upload(
-        Bucket=BUCKET, Key=KEY, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
-    )
-    return "sha256:" + digest.hexdigest()
+    return seed_object(s3, BUCKET, KEY, size)
 
 
 def _run_dag(dag_id: str, conf: dict[str, Any]) -> str:

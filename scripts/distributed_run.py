@@ -60,6 +60,8 @@ from typing import IO, Any, TypeVar
 
 import psutil
 
+from airflow_ecr_layers.testing.seeding import seed_object
+
 ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = ROOT / "example_dags"
 VENV_BIN = Path(sys.executable).parent
@@ -366,20 +368,9 @@ def seed_sources(s3: Any, count: int, size_mib: int) -> list[Source]:
     for index in range(count):
         key = f"bundle/layer-{index}.bin"
         size = size_mib * MiB + 4099 * (index + 1) + 17
-        digest = hashlib.sha256()
-        upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
-        parts, offset, number = [], 0, 1
-        while offset < size:
-            chunk = hashlib.shake_256(f"{key}:{number}".encode()).digest(min(8 * MiB, size - offset))
-            digest.update(chunk)
-            etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=chunk)
-            parts.append({"ETag": etag["ETag"], "PartNumber": number})
-            offset, number = offset + len(chunk), number + 1
-        s3.complete_multipart_upload(
-            Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
-        )
-        sources.append(Source(f"s3://{BUCKET}/{key}", key, size, "sha256:" + digest.hexdigest()))
-        say(f"seeded s3://{BUCKET}/{key}: {size} bytes, sha256:{digest.hexdigest()[:16]}...")
+        digest = seed_object(s3, BUCKET, key, size, salt=f"{key}:")
+        sources.append(Source(f"s3://{BUCKET}/{key}", key, size, digest))
+        say(f"seeded s3://{BUCKET}/{key}: {size} bytes, {digest[:23]}...")
     return sources
 
 
