@@ -75,6 +75,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         tags=tags + args.tag,
         artifact_type=args.artifact_type,
         annotations=parse_annotations(args.annotation),
+        subject=args.subject,
         registry_id=args.registry_id,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--media-type", default=DEFAULT_LAYER_MEDIA_TYPE, help="the layers' media type")
     push.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="manifest annotation")
     push.add_argument("--expected-digest", help="sha256 the (single) source must have")
+    push.add_argument("--subject", help="digest of an image in the repository this artifact refers to")
     push.add_argument("--registry-id", help="12-digit account id of the registry")
     push.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     push.set_defaults(run=cmd_push)

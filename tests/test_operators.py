@@ -203,3 +203,30 @@ def test_expected_digest_mismatch_through_the_operator(repo: str, put_object: An
         ).execute({})
     assert stats.total().complete_layer_upload_calls == 0 and stats.total().put_image_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+
+def test_artifact_with_subject_refers_to_an_image(repo: str, put_object: Any, ecr: Any) -> None:
+    image = PushArtifactOperator(task_id="img", source=put_object("app.bin", b"app"), repository_name=repo,
+                                 tags=["app"], **AWS).execute({})
+    stored = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "app"}])["images"][0]["imageManifest"]
+    sbom = PushArtifactOperator(
+        task_id="sbom", source=put_object("sbom.json", b'{"sbom": true}'), repository_name=repo,
+        artifact_type="application/spdx+json", subject=image["image_digest"], **AWS,
+    ).execute({})
+    manifest = json.loads(
+        ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageDigest": sbom["image_digest"]}])["images"][0]["imageManifest"]
+    )
+    assert manifest["subject"] == {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": image["image_digest"],
+        "size": len(stored.encode()),
+    }
+    assert manifest["artifactType"] == "application/spdx+json"
+
+
+def test_subject_that_is_not_in_the_repository(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+    missing = "sha256:" + "5" * 64
+    with pytest.raises(InvalidInputError, match=f"subject {missing} is not an image"):
+        PushArtifactOperator(task_id="s", source=put_object("s.json", b"{}"), repository_name=repo,
+                             subject=missing, **AWS).execute({})
+    _nothing_written(ecr, stats, repo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -9,9 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_ecr_layers.core.errors import InvalidInputError
-from airflow_ecr_layers.core.limits import validate_registry_id, validate_repository_name, validate_tags
+from airflow_ecr_layers.core.limits import (
+    validate_digest,
+    validate_registry_id,
+    validate_repository_name,
+    validate_tags,
+)
 from airflow_ecr_layers.core.manifest import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
     EMPTY_BLOB,
+    OCI_INDEX,
+    OCI_MANIFEST,
     EMPTY_DESCRIPTOR,
     Descriptor,
     build_image_manifest,
@@ -24,6 +34,7 @@ from airflow_ecr_layers.core.transfer import BlobResult, EcrTransfer
 log = logging.getLogger("airflow_ecr_layers")
 
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 DEFAULT_MAX_CONCURRENCY = 2
 """Layers uploaded at once: one per core on the 2-core workers we measure on."""
 
@@ -52,6 +63,23 @@ def descriptor_of(layer: Mapping[str, Any]) -> Descriptor:
     if missing:
         raise InvalidInputError(f"Layer result is missing {', '.join(missing)}: {dict(layer)!r}")
     return Descriptor(layer["media_type"], digest, layer["size"], dict(layer.get("annotations") or {}))
+
+
+def subject_descriptor(
+    api: EcrTransfer, repository_name: str, image_digest: str, registry_id: str | None = None
+) -> dict[str, Any]:
+    """The descriptor of an image already in the repository, for an artifact's ``subject``."""
+    validate_digest(image_digest, "subject")
+    found = api.batch_get_image(
+        repository_name, [{"imageDigest": image_digest}], registry_id, accepted_media_types=MANIFEST_TYPES
+    )
+    if not found:
+        raise InvalidInputError(
+            f"subject {image_digest} is not an image in {repository_name!r}: push the image first"
+        )
+    image = found[0]
+    media_type = image.media_type or json.loads(image.manifest).get("mediaType") or OCI_MANIFEST
+    return {"digest": image_digest, "size": len(image.manifest), "media_type": media_type}
 
 
 def ensure_empty_config(api: EcrTransfer, repository_name: str, registry_id: str | None) -> None:
@@ -83,13 +111,13 @@ def put_artifact_manifest(
         raise InvalidInputError("No layers given: a manifest needs at least one")
     descriptors = [descriptor_of(layer) for layer in layers]
     config_descriptor = descriptor_of(config) if config else None
-    subject_descriptor = descriptor_of(subject) if subject else None
+    subject_desc = descriptor_of(subject) if subject else None
     manifest = build_image_manifest(
         descriptors,
         config=config_descriptor,
         artifact_type=artifact_type,
         annotations=annotations,
-        subject=subject_descriptor,
+        subject=subject_desc,
     )
     if config_descriptor is None:
         ensure_empty_config(api, repository_name, registry_id)
@@ -147,12 +175,16 @@ def push_artifact(
     tags: Sequence[str] = (),
     artifact_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
-    subject: Mapping[str, Any] | None = None,
+    subject: str | Mapping[str, Any] | None = None,
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> dict[str, Any]:
-    """Validate everything, push every layer, then the manifest: no tag before all blobs are in."""
+    """Validate everything, push every layer, then the manifest: no tag before all blobs are in.
+
+    ``subject`` (an image digest in the same repository, or its descriptor) makes the
+    artifact a referrer of that image (an SBOM, a signature...).
+    """
     validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
     tags = validate_tags(tags)
@@ -163,6 +195,9 @@ def push_artifact(
         plan_parts(layer.source.size, part_size)
     if artifact_type is not None:
         validate_media_type(artifact_type, "artifact type")
+    registry_id = api.repository_registry_id(repository_name, registry_id)  # fails before any write
+    if isinstance(subject, str):
+        subject = subject_descriptor(api, repository_name, subject, registry_id)
     # The manifest's size is known before any upload: digests have a fixed length.
     build_image_manifest(
         [Descriptor(spec.media_type, _PLACEHOLDER_DIGEST, spec.source.size, spec.all_annotations()) for spec in layers],
@@ -170,7 +205,6 @@ def push_artifact(
         annotations=annotations,
         subject=descriptor_of(subject) if subject else None,
     )
-    registry_id = api.repository_registry_id(repository_name, registry_id)  # fails before any write
     blobs = push_layers(
         api, repository_name, layers, registry_id=registry_id, part_size=part_size, max_concurrency=max_concurrency
     )

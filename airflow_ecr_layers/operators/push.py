@@ -26,6 +26,8 @@ class PushArtifactOperator(StoragePushOperator):
     :param annotations: manifest annotations.
     :param expected_digest: the source's sha256 if known: skip the upload when ECR has it,
         and refuse to complete one whose bytes hash differently (single source only).
+    :param subject: the digest of an image in the same repository: the artifact becomes
+        its referrer (an SBOM, a signature, a report) through the manifest's ``subject``.
     :return: the PutImage result plus ``layers``: one dict per blob.
 
     Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size`` and
@@ -38,6 +40,7 @@ class PushArtifactOperator(StoragePushOperator):
         "layer_media_type",
         "annotations",
         "expected_digest",
+        "subject",
     )
 
     def __init__(
@@ -48,9 +51,11 @@ class PushArtifactOperator(StoragePushOperator):
         layer_media_type: str = DEFAULT_LAYER_MEDIA_TYPE,
         annotations: Mapping[str, str] | None = None,
         expected_digest: str | None = None,
+        subject: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
+        self.subject = subject
         self.artifact_type = artifact_type
         self.layer_media_type = layer_media_type
         self.annotations = annotations
@@ -71,6 +76,7 @@ class PushArtifactOperator(StoragePushOperator):
             layers,
             artifact_type=self.artifact_type,
             annotations=self.annotations,
+            subject=self.subject or None,
             **self.push_settings(),
         )
         self.log.info(
