@@ -148,15 +148,7 @@ class EcrTransfer(EcrCalls):
                     continue
                 except UploadNotFoundError as exc:
                     restarts += 1
-                    if restarts > self.retry_policy.max_restarts:
-                        raise UploadAbortedError(
-                            f"Upload of {source.name} vanished {restarts} times; giving up: {exc}"
-                        ) from exc
-                    session = self.initiate_layer_upload(session.repository_name, session.registry_id or None)
-                    log.warning(
-                        "Upload expired or vanished (%s); restarting from byte 0 as upload %s (restart %d/%d)",
-                        exc.code, session.upload_id, restarts, self.retry_policy.max_restarts,
-                    )
+                    session = self._restart(session, source, exc, restarts, "while parts were uploading")
                     cursor = _Cursor()
                     reader.seek(0)
                     continue
@@ -188,6 +180,21 @@ class EcrTransfer(EcrCalls):
             f"UploadLayerPart {part.first_byte}-{part.last_byte} of upload {session.upload_id}",
             lambda: self.upload_layer_part(session, part.first_byte, part.data),
         )
+
+    def _restart(
+        self, session: UploadSession, source: BlobSource, exc: UploadNotFoundError, restarts: int, when: str
+    ) -> UploadSession:
+        """A fresh upload for one that expired or vanished, at most ``max_restarts`` times."""
+        if restarts > self.retry_policy.max_restarts:
+            raise UploadAbortedError(
+                f"Upload of {source.name} vanished {when} {restarts} times; giving up: {exc}"
+            ) from exc
+        fresh = self.initiate_layer_upload(session.repository_name, session.registry_id or None)
+        log.warning(
+            "Upload %s expired or vanished %s (%s); restarting from byte 0 as upload %s (restart %d/%d)",
+            session.upload_id, when, exc.code, fresh.upload_id, restarts, self.retry_policy.max_restarts,
+        )
+        return fresh
 
     @staticmethod
     def _resume_point(exc: InvalidLayerPartError, size: int) -> int:
@@ -275,15 +282,7 @@ class EcrTransfer(EcrCalls):
                 return uploaded, self.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
             except UploadNotFoundError as exc:
                 restarts += 1
-                if restarts > self.retry_policy.max_restarts:
-                    raise UploadAbortedError(
-                        f"Upload of {source.name} vanished before completion {restarts} times; giving up: {exc}"
-                    ) from exc
-                session = self.initiate_layer_upload(repository_name, uploaded.session.registry_id or None)
-                log.warning(
-                    "Upload %s vanished before completion (%s); restarting from byte 0 as upload %s (restart %d/%d)",
-                    uploaded.session.upload_id, exc.code, session.upload_id, restarts, self.retry_policy.max_restarts,
-                )
+                session = self._restart(uploaded.session, source, exc, restarts, "before completion")
 
     # -- manifests ---------------------------------------------------------------------
     def put_manifest(
