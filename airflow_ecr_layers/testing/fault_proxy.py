@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 __all__ = ["ECR_TARGET_PREFIX", "FAULT_KINDS", "FaultKind", "FaultProxy", "FaultRule", "FiredFault"]
@@ -49,16 +49,7 @@ FaultKind = Literal[
     "upload_not_found",
     "delay",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "reset_before_body",
-    "drop_response",
-    "http_500",
-    "http_503",
-    "throttling",
-    "limit_exceeded",
-    "upload_not_found",
-    "delay",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 """Every fault the proxy can inject, in the order the matrix prints them."""
 
 ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
