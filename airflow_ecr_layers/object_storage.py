@@ -11,13 +11,17 @@ from airflow_ecr_layers.core.gunzip import GunzipSource, is_gzip
 from airflow_ecr_layers.core.image_archive import ArchiveReader, DirectoryLayout
 from airflow_ecr_layers.core.sources import BlobSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize
+from airflow_ecr_layers.s3_reader import S3RangeReader, is_s3fs
 
 
 class ObjectStorageSource:
     """A :class:`~airflow_ecr_layers.core.sources.BlobSource` over an ``ObjectStoragePath``.
 
-    Handles are opened with ``block_size`` equal to the part size and no read-ahead
-    cache, so each part is one ranged read and no 50 MiB buffer sits behind it.
+    On S3 (s3fs), handles are :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`:
+    one ranged GET per read, written straight into the reader's part buffer. Other
+    filesystems get their own file object, opened with ``block_size`` equal to the
+    part size and no read-ahead cache, so each part is one ranged read and no
+    50 MiB buffer sits behind it.
     """
 
     def __init__(self, path: ObjectStoragePath) -> None:
@@ -39,6 +43,8 @@ class ObjectStorageSource:
         return self._size
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        if is_s3fs(self.path.fs):
+            return S3RangeReader(self.path.fs, self.path.path, self.size, offset)  # type: ignore[return-value]
         handle = self.path.open("rb", block_size=block_size, cache_type="none")
         if offset:
             handle.seek(offset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -19,7 +19,7 @@ DATA = bytes(range(256)) * 41 + b"tail"  # 10500 bytes
 def drain(reader: PartReader) -> list[tuple[int, bytes]]:
     parts = []
     while (part := reader.next_part()) is not None:
-        parts.append((part.first_byte, part.data))
+        parts.append((part.first_byte, bytes(part.data)))  # the reader reuses its buffers
     return parts
 
 
@@ -89,6 +89,10 @@ class _CountingSource(BytesSource):
                 object.__setattr__(source, "reads", source.reads + 1)
                 return super().read(n)
 
+            def readinto(self, buffer: Any) -> int:
+                object.__setattr__(source, "reads", source.reads + 1)
+                return super().readinto(buffer)
+
         handle = Handle(self.data)
         handle.seek(offset)
         return handle
@@ -103,3 +107,61 @@ def test_read_ahead_is_bounded_by_depth() -> None:
         reader.next_part()
         threading.Event().wait(0.2)
         assert source.reads <= 3
+
+
+def test_full_parts_cycle_through_depth_buffers_and_the_short_tail_gets_its_own() -> None:
+    data = DATA * 3  # 31500 bytes: 7 parts of 4096 and a 2828-byte tail
+    buffers: list[int] = []
+    seen: list[bytes] = []
+    with PartReader(BytesSource(data), 4096, depth=2) as reader:
+        while (part := reader.next_part()) is not None:
+            buffers.append(id(part.data))
+            seen.append(bytes(part.data))
+    assert b"".join(seen) == data
+    assert len(set(buffers[:-1])) == 2, "full parts should alternate between the reader's two buffers"
+    assert buffers[:-1] == [buffers[0], buffers[1]] * 3 + [buffers[0]]
+    assert buffers[-1] not in buffers[:-1], "the short last part must not shrink a shared buffer"
+
+
+def test_a_held_part_is_never_overwritten_while_the_producer_runs_ahead() -> None:
+    data = bytes(range(256)) * 64  # 16 parts of 1024 bytes, each distinct from its neighbours
+    with PartReader(BytesSource(data), 1024, depth=2) as reader:
+        expected_first = 0
+        while (part := reader.next_part()) is not None:
+            threading.Event().wait(0.01)  # the producer fills the other buffer meanwhile
+            assert part.first_byte == expected_first
+            assert bytes(part.data) == data[part.first_byte : part.end], "a part changed while it was held"
+            expected_first = part.end
+    assert expected_first == len(data)
+
+
+class _ReadOnlySource(BytesSource):
+    """A handle with ``read`` only (no ``readinto``): the reader copies what it returns."""
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        data = self.data[offset:]
+
+        class Handle:
+            def __init__(self) -> None:
+                self.position = 0
+
+            def read(self, n: int) -> bytes:
+                chunk = data[self.position : self.position + min(n, 1000)]  # short reads, like a socket
+                self.position += len(chunk)
+                return chunk
+
+            def __enter__(self) -> Handle:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        return Handle()  # type: ignore[return-value]
+
+
+def test_a_handle_without_readinto_is_read_and_copied() -> None:
+    with PartReader(_ReadOnlySource(DATA), 4096) as reader:
+        parts = drain(reader)
+        digest = reader.digest()
+    assert b"".join(d for _, d in parts) == DATA
+    assert digest == "sha256:" + hashlib.sha256(DATA).hexdigest()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from airflow_ecr_layers.core.sources import BlobSource
 
@@ -97,6 +97,12 @@ class _GzipStream(io.RawIOBase):
             out = bytes(self._pending[:size])
             del self._pending[:size]
         return out
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         try:
