@@ -125,6 +125,56 @@ def _pybase64_encoder() -> EncodeInto | None:
     return _chunked_encoder(pybase64.b64encode, _SIMD_CHUNK)
 
 
+CEncode = Callable[[int, int, int], int]
+"""``encode(out_address, source_address, size)``: C base64 of ``size`` bytes; returns the length written."""
+
+
+def _c_encoder(encode: CEncode, *, terminator: int) -> EncodeInto:
+    """An :data:`EncodeInto` over a C function that writes at an address (through :mod:`ctypes`,
+    which releases the GIL for the call). ``terminator``: bytes it writes after the text."""
+
+    def encode_into(out: bytearray, position: int, blob: Blob) -> int:
+        size = memoryview(blob).nbytes
+        if not size:
+            return position
+        if len(out) < position + encoded_length(size) + terminator:
+            raise ValueError("no room in the body for the base64")
+        target = (ctypes.c_char * len(out)).from_buffer(out)
+        if isinstance(blob, memoryview) and blob.readonly:  # ctypes maps only writable buffers
+            blob = bytes(blob)
+        source = ctypes.c_char_p(blob) if isinstance(blob, bytes) else (ctypes.c_char * size).from_buffer(blob)
+        try:
+            source_address = ctypes.cast(source, ctypes.c_void_p).value or 0
+            return position + encode(ctypes.addressof(target) + position, source_address, size)
+        finally:
+            del target, source  # release the buffer exports: the bytearrays may be resized later
+
+    return encode_into
+
+
+def _libbase64_encoder() -> EncodeInto | None:
+    """``base64_encode`` of the libbase64 that pybase64 is built on, called on the whole part
+    straight into the body (no chunk copies); None where pybase64 does not export it."""
+    try:
+        from pybase64 import _pybase64
+
+        base64_encode = ctypes.CDLL(_pybase64.__file__).base64_encode
+    except (ImportError, OSError, AttributeError):
+        return None
+    # void base64_encode(const char *src, size_t srclen, char *out, size_t *outlen, int flags)
+    base64_encode.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_int
+    ]
+    base64_encode.restype = None
+
+    def encode(out_address: int, source_address: int, size: int) -> int:
+        written = ctypes.c_size_t(0)
+        base64_encode(source_address, size, out_address, ctypes.byref(written), 0)  # flags 0: pick SIMD by CPU
+        return written.value
+
+    return _c_encoder(encode, terminator=0)
+
+
 def _openssl_encoder() -> EncodeInto | None:
     """``EVP_EncodeBlock`` of the libcrypto hashlib is linked with, or None where there is none."""
     try:
@@ -136,32 +186,19 @@ def _openssl_encoder() -> EncodeInto | None:
     encode_block.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     encode_block.restype = ctypes.c_int
 
-    def encode_into(out: bytearray, position: int, blob: Blob) -> int:
-        size = memoryview(blob).nbytes
-        if not size:
-            return position
-        if len(out) < position + encoded_length(size) + 1:  # EVP_EncodeBlock writes a NUL after the text
-            raise ValueError("no room for the base64 and its NUL terminator")
-        target = (ctypes.c_char * len(out)).from_buffer(out)
-        if isinstance(blob, memoryview) and blob.readonly:  # ctypes maps only writable buffers
-            blob = bytes(blob)
-        source = ctypes.c_char_p(blob) if isinstance(blob, bytes) else (ctypes.c_char * size).from_buffer(blob)
-        try:
-            base = ctypes.addressof(target) + position
-            source_address = ctypes.cast(source, ctypes.c_void_p).value or 0
-            written = 0
-            for offset in range(0, size, _OPENSSL_CHUNK):
-                written += encode_block(base + written, source_address + offset, min(_OPENSSL_CHUNK, size - offset))
-        finally:
-            del target, source  # release the buffer exports: the bytearrays may be resized later
-        return position + written
+    def encode(out_address: int, source_address: int, size: int) -> int:
+        written = 0
+        for offset in range(0, size, _OPENSSL_CHUNK):  # its length is a C int
+            written += encode_block(out_address + written, source_address + offset, min(_OPENSSL_CHUNK, size - offset))
+        return written
 
-    return encode_into
+    return _c_encoder(encode, terminator=1)  # it writes a NUL after the text
 
 
 def encoders() -> dict[str, EncodeInto]:
-    """The base64 writers available here, fastest first (``openssl`` may be missing)."""
+    """The base64 writers available here, fastest first (all but ``binascii`` may be missing)."""
     found = {
+        "libbase64": _libbase64_encoder(),
         "pybase64": _pybase64_encoder(),
         "openssl": _openssl_encoder(),
         "binascii": _chunked_encoder(partial(binascii.b2a_base64, newline=False), _BINASCII_CHUNK),
