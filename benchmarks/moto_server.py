@@ -6,7 +6,9 @@ costs a 2 GiB read (and 2 GiB of the server's memory), so a benchmark through it
 measures moto, not the client, and slows down with the square of the artifact
 size. s3fs reads in ranges (one per part here), so the benchmark serves S3 from
 this wrapper: the same server as ``python -m airflow_ecr_layers.testing.server``
-(strict ECR included), with simple single ranges served by seeking in the object.
+(strict ECR included), with simple single ranges served by a positioned read of
+the object's file (``os.pread``: no lock, so layers read in parallel do not queue
+behind moto's per-key lock).
 Every other request, and ECR, is moto's own code.
 
     python benchmarks/moto_server.py [--port N]
@@ -14,6 +16,7 @@ Every other request, and ECR, is moto's own code.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -40,8 +43,10 @@ class _Window:
 
     def __getitem__(self, item: slice) -> bytes:
         start, stop, _ = item.indices(len(self))
-        with self._key.lock:
-            buffer = self._key._value_buffer  # moto keeps the bytes there
+        buffer = self._key._value_buffer  # moto keeps the bytes there
+        if getattr(buffer, "_rolled", False):  # a file on disk: a positioned read needs no lock
+            return os.pread(buffer.fileno(), max(stop - start, 0), start)
+        with self._key.lock:  # still in memory: seek and read, one reader at a time
             buffer.seek(start)
             return bytes(buffer.read(max(stop - start, 0)))
 
