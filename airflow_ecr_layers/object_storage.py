@@ -27,6 +27,7 @@ class ObjectStorageSource:
     def __init__(self, path: ObjectStoragePath) -> None:
         self.path = path
         self._size: int | None = None
+        self._etag: str | None = None
 
     @property
     def name(self) -> str:
@@ -38,13 +39,19 @@ class ObjectStorageSource:
 
     @property
     def size(self) -> int:
+        """The size when first asked; on S3 the ETag is taken at the same moment (see :meth:`open_at`)."""
         if self._size is None:
-            self._size = int(self.path.stat().st_size)
+            if is_s3fs(self.path.fs):
+                info = self.path.fs.info(self.path.path)
+                self._size, self._etag = int(info["size"]), info.get("ETag")
+            else:
+                self._size = int(self.path.stat().st_size)
         return self._size
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         if is_s3fs(self.path.fs):
-            return S3RangeReader(self.path.fs, self.path.path, self.size, offset)  # type: ignore[return-value]
+            size = self.size  # every GET of every handle must match the object this size is of
+            return S3RangeReader(self.path.fs, self.path.path, size, offset, etag=self._etag)  # type: ignore[return-value]
         handle = self.path.open("rb", block_size=block_size, cache_type="none")
         if offset:
             handle.seek(offset)

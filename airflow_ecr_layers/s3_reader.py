@@ -9,10 +9,11 @@ single ranged ``GetObject`` per read, through the same s3fs filesystem (its
 credentials, endpoint, requester-pays and extra arguments, its retries on the
 request), and moves the body chunk by chunk into the buffer it was given.
 
-It also keeps a source from changing under an upload: every GET after the first
-carries ``If-Match`` with the first one's ETag, so an object overwritten mid-read
-fails with a clear :class:`~airflow_ecr_layers.core.errors.SourceError` instead of
-producing a layer that is half one object and half another.
+It also keeps a source from changing under an upload: every GET carries
+``If-Match`` with the ETag the object had when its size was read (or, without one,
+the first GET's), so an object overwritten mid-read, or between a part and its
+resume, fails with a clear :class:`~airflow_ecr_layers.core.errors.SourceError`
+instead of producing a layer that is half one object and half another.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class S3RangeReader(io.RawIOBase):
     comes from :class:`io.RawIOBase` on top of it.
     """
 
-    def __init__(self, fs: Any, path: str, size: int, offset: int = 0) -> None:
+    def __init__(self, fs: Any, path: str, size: int, offset: int = 0, *, etag: str | None = None) -> None:
         super().__init__()
         bucket, key, version_id = fs.split_path(path)
         self._fs = fs
@@ -62,7 +63,7 @@ class S3RangeReader(io.RawIOBase):
         self._version = {"VersionId": version_id} if version_id else {}
         self._size = size
         self._position = offset
-        self._etag: str | None = None
+        self._etag = etag
         self.name = f"s3://{bucket}/{key}"
 
     def readable(self) -> bool:
@@ -80,6 +81,12 @@ class S3RangeReader(io.RawIOBase):
             raise ValueError(f"negative seek position {base + offset}")
         self._position = base + offset
         return self._position
+
+    def readall(self) -> bytes:
+        """The rest of the object in one GET (:class:`io.RawIOBase` would make one per 8 KiB)."""
+        rest = bytearray(max(self._size - self._position, 0))
+        del rest[self.readinto(rest) :]
+        return bytes(rest)
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

@@ -339,8 +339,8 @@ def test_a_body_broken_mid_stream_is_resumed_from_the_first_byte_not_received(
     assert gets[0].headers["range"] == f"bytes={first}-{first + length - 1}"
     assert gets[1].headers["range"] == f"bytes={first + 12_345}-{first + length - 1}"
     assert gets[1].range_start == first + 12_345
-    # the resumed GET insists on the object the first one started reading
-    assert "if-match" not in gets[0].headers
+    # every GET insists on the object whose size the source read, the resumed one too
+    assert gets[0].headers["if-match"] == etag
     assert gets[1].headers["if-match"] == etag
 
     # the handle goes on working afterwards (no more cuts left in the proxy)
@@ -403,9 +403,36 @@ def test_an_object_overwritten_between_reads_is_refused(s3: Any, bucket: str, pu
     assert url in str(caught.value)
     assert handle.tell() == 50_000
 
-    # a new handle reads the new object whole
-    fresh = _open_reader(source)
+    # another handle on the same source (what a resume opens) is refused as well ...
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        _readinto(_open_reader(source, 50_000), 1000)
+    # ... while a source opened afresh reads the new object whole
+    fresh = _open_reader(open_source(url, "aws_default"))
     assert _readinto(fresh, SIZE) == replacement
+
+
+def test_an_object_overwritten_before_a_resume_is_refused(put_object: Any) -> None:
+    """A resume (``PartReader.seek``) opens a new handle: it must not pin the new object."""
+    part = 64 * KiB
+    old, new = pattern_bytes(4 * part, seed=1), pattern_bytes(4 * part, seed=2)
+    url = put_object("resumed.bin", old)
+    with PartReader(open_source(url, "aws_default"), part) as reader:
+        first = reader.next_part()
+        assert first is not None and bytes(first.data) == old[:part]
+        put_object("resumed.bin", new)
+        reader.seek(0)  # what upload_parts does when ECR asks for the bytes again
+        with pytest.raises(SourceError, match="changed while it was being read"):
+            while reader.next_part() is not None:
+                pass
+
+
+def test_an_object_overwritten_after_its_size_was_read_is_refused(put_object: Any) -> None:
+    """The first GET of the first handle already carries the ETag the size came with."""
+    url = put_object("grown.bin", pattern_bytes(SIZE, seed=3))
+    source = open_source(url, "aws_default")  # reads the size (and the ETag)
+    put_object("grown.bin", pattern_bytes(2 * SIZE, seed=4))
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        _readinto(_open_reader(source), SIZE)
 
 
 def test_an_unchanged_object_reads_on_with_if_match(put_object: Any) -> None:
