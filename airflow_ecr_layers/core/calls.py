@@ -144,7 +144,7 @@ class EcrCalls:
             part_size=int(response.get("partSize") or 0),
         )
 
-    def upload_layer_part(self, session: UploadSession, first_byte: int, data: bytes) -> int:
+    def upload_layer_part(self, session: UploadSession, first_byte: int, data: bytes | bytearray) -> int:
         """Send one part; returns ECR's ``lastByteReceived``."""
         response = self._call(
             "upload_layer_part",
