@@ -15,7 +15,9 @@ that reads and discards every body). Then measures, in one run:
   sink, with the fast request on and off;
 - the floor loop and ours against moto's ECR (server-bound, for reference);
 - peak RSS growth of ours for a small and a large artifact, each in a fresh process;
-- four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink.
+- four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink;
+  and again to a second sink that answers each part ``PART_DELAY_MS`` after reading
+  it (a stand-in for a real registry's round trip: what parallel layers are for).
 
 It ends with one line::
 
@@ -25,7 +27,8 @@ It ends with one line::
 ``rss_growth_parts`` the large run's peak RSS growth over the part size;
 ``rss_2g_vs_256m`` the large run's peak RSS over the small run's (the table also
 shows the ratio of the growths, which leaves out the ~170 MiB Airflow brings);
-``parallel_speedup`` the four layers' time at concurrency 1 over concurrency 2.
+``parallel_speedup`` the four layers' time at concurrency 1 over concurrency 2, to the
+sink that answers at once (the slow sink's speedup is printed in its table).
 ``--quick`` scales every size down (the memory pair becomes 64 MiB and 512 MiB).
 """
 
@@ -57,6 +60,9 @@ BUCKET = "bench"
 REPOSITORY = "bench/layers"
 S3_CONN_ID = "aws_default"
 SINK_CONN_ID = "ecr_sink"
+SLOW_SINK_CONN_ID = "ecr_sink_slow"
+PART_DELAY_MS = 50
+"""The slow sink's wait before answering each part: a stand-in for a real registry's round trip."""
 MOTO_ECR_CONN_ID = "ecr_moto"
 SEED_CHUNK = 32 * MiB
 WARMUP_SIZE = 1 * MiB
@@ -96,7 +102,7 @@ def aws_connection(endpoint_url: str) -> str:
     )
 
 
-def configure_environment(moto_url: str, sink_url: str) -> None:
+def configure_environment(moto_url: str, sink_url: str, slow_sink_url: str) -> None:
     """Airflow without a metadata DB: connections come from ``AIRFLOW_CONN_*`` variables.
 
     Child processes inherit all of it.
@@ -112,6 +118,7 @@ def configure_environment(moto_url: str, sink_url: str) -> None:
             f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": aws_connection(moto_url),
             f"AIRFLOW_CONN_{MOTO_ECR_CONN_ID.upper()}": aws_connection(moto_url),
             f"AIRFLOW_CONN_{SINK_CONN_ID.upper()}": aws_connection(sink_url),
+            f"AIRFLOW_CONN_{SLOW_SINK_CONN_ID.upper()}": aws_connection(slow_sink_url),
         }
     )
 
@@ -417,10 +424,12 @@ def measure_moto_throughput(sizes: Sizes, moto_url: str, keys: dict[int, str]) -
     ]
 
 
-def measure_parallel(sizes: Sizes, keys: dict[int, str], servers: dict[str, int]) -> dict[int, tuple[float, CpuMeter]]:
+def measure_parallel(
+    sizes: Sizes, keys: dict[int, str], servers: dict[str, int], conn_id: str = SINK_CONN_ID
+) -> dict[int, tuple[float, CpuMeter]]:
     """Four layers at ``max_concurrency`` 1 and 2, interleaved ``repeats`` times: median seconds
     and the cores busy during the median run."""
-    hook = ecr_hook(SINK_CONN_ID, fast_upload=True)
+    hook = ecr_hook(conn_id, fast_upload=True)
     found: dict[int, list[tuple[float, CpuMeter]]] = {1: [], 2: []}
     for _ in range(sizes.repeats):
         for concurrency, runs in found.items():
@@ -436,8 +445,12 @@ def run(sizes: Sizes) -> str:
     with (
         service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
         service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
+        service(
+            sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE),
+            "--part-delay-ms", str(PART_DELAY_MS),
+        ) as slow_sink,
     ):
-        configure_environment(moto.url, sink.url)
+        configure_environment(moto.url, sink.url, slow_sink.url)
         print(f"seeding S3 on {moto.url} ...", flush=True)
         keys = seed_all(moto.url, sizes)
         print(f"seeded in {time.perf_counter() - started:.0f}s; measuring", flush=True)
@@ -445,10 +458,12 @@ def run(sizes: Sizes) -> str:
         small = measure_rss(keys[sizes.rss_small], keys[WARMUP_SIZE])
         large = measure_rss(keys[sizes.rss_large], keys[WARMUP_SIZE])
         parallel = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
+        waiting = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": slow_sink.pid}, SLOW_SINK_CONN_ID)
 
     print_throughput(rows, sizes.repeats)
     print_memory(sizes, small, large)
-    print_parallel(sizes, parallel)
+    print_parallel(sizes, parallel, "the sink")
+    print_parallel(sizes, waiting, f"a sink that answers each part {PART_DELAY_MS} ms after reading it")
     print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
     floor, fast = rows[0].rate, rows[2].rate
     return (
@@ -477,11 +492,12 @@ def print_memory(sizes: Sizes, small: dict[str, float], large: dict[str, float])
     )
 
 
-def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]]) -> None:
-    print(f"\nfour {sizes.layer // MiB} MiB layers, push_layers to the sink (median of {sizes.repeats})")
+def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]], target: str) -> None:
+    print(f"\nfour {sizes.layer // MiB} MiB layers, push_layers to {target} (median of {sizes.repeats})")
     print(f"{'max_concurrency':>15} {'s':>7} {'MiB/s':>8}   cores busy")
     for concurrency, (seconds, meter) in parallel.items():
         print(f"{concurrency:>15} {seconds:>7.2f} {mib_per_s(4 * sizes.layer, seconds):>8.1f}   {meter}")
+    print(f"speedup, concurrency 2 over 1: {parallel[1][0] / parallel[2][0]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

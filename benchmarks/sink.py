@@ -11,7 +11,12 @@ measures what a client can send, not what a server does with it.
 
 Run it in its own process so it does not compete for the client's GIL::
 
-    python benchmarks/sink.py [--port N] [--part-size BYTES]
+    python benchmarks/sink.py [--port N] [--part-size BYTES] [--part-delay-ms MS]
+
+``--part-delay-ms`` holds each UploadLayerPart answer that long after the body is
+read (a sleep, no CPU): a stand-in for the round trip and processing time a real
+registry adds to every part, for measuring what parallel layers gain when a part
+waits on the server rather than on the client's cores.
 
 prints ``ENDPOINT http://127.0.0.1:PORT`` as its first stdout line and serves until
 SIGTERM or SIGINT.
@@ -26,6 +31,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -110,6 +116,8 @@ class EcrSinkHandler(BaseHTTPRequestHandler):
             del tail[:-EDGE]
             left -= got
         self.server.count(length)
+        if self.server.part_delay:
+            time.sleep(self.server.part_delay)
         return {
             "registryId": ACCOUNT,
             "repositoryName": _edge_field(head, tail, "repositoryName"),
@@ -179,9 +187,10 @@ class EcrSinkServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int = 0, part_size: int = DEFAULT_PART_SIZE) -> None:
+    def __init__(self, port: int = 0, part_size: int = DEFAULT_PART_SIZE, part_delay: float = 0.0) -> None:
         super().__init__((HOST, port), EcrSinkHandler)
         self.part_size = part_size
+        self.part_delay = part_delay
         self.received = 0
         self._lock = threading.Lock()
 
@@ -198,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--part-size", type=int, default=DEFAULT_PART_SIZE, help="partSize InitiateLayerUpload returns")
+    parser.add_argument(
+        "--part-delay-ms", type=float, default=0.0, help="hold each UploadLayerPart answer this long (default 0)"
+    )
     args = parser.parse_args(argv)
-    server = EcrSinkServer(args.port, args.part_size)
+    server = EcrSinkServer(args.port, args.part_size, args.part_delay_ms / 1000)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
