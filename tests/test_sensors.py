@@ -332,6 +332,33 @@ def test_scan_sensor_fails_when_the_scan_fails(repo: str, push: Any, ecr: Any, s
         sensor.poke({})
 
 
+def test_scan_sensor_fails_at_once_when_ecr_refuses_to_start_a_scan(
+    repo: str, push: Any, ecr: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LimitExceededException from StartImageScan is the daily scan quota, not throttling:
+    the sensor fails with that said, instead of backing off and asking again."""
+    from moto.ecr.exceptions import LimitExceededException
+    from moto.ecr.models import ECRBackend
+
+    attempts: list[int] = []
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(1)
+        raise LimitExceededException()
+
+    monkeypatch.setattr(ECRBackend, "start_image_scan", refuse)
+    push()
+    sensor = EcrImageScanSensor(task_id="scan", repository_name=repo, image_tag="v1", start_scan=True, **AWS)
+    with pytest.raises(AirflowFailException, match="LIMIT_EXCEEDED.*one scan per image every 24 hours"):
+        sensor.poke({})
+    assert len(attempts) == 1, "a refused scan must not be asked for again"
+    event = first_event(
+        EcrImageScanTrigger(repository_name=repo, image_tag="v1", start_scan=True, poll_interval=0.05, **AWS)
+    )
+    assert event["status"] == "failed" and "LIMIT_EXCEEDED" in event["message"]
+    assert len(attempts) == 2
+
+
 def test_scan_sensor_soft_fail_skips_instead_of_failing(repo: str, push: Any, ecr: Any, scans: ScanScript) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 

@@ -186,7 +186,9 @@ class ScanProbe(Probe):
     ``IN_PROGRESS``/``PENDING``, no scan yet (``ScanNotFoundException``) and no image yet
     (``ImageNotFoundException``) mean not yet; with ``start_scan``, a missing scan is
     started (``StartImageScan``). A scan that ended without findings
-    (``FAILED``, ``UNSUPPORTED_IMAGE``...) raises :class:`ScanFailedError`. The result is
+    (``FAILED``, ``UNSUPPORTED_IMAGE``...), or one ECR refuses to start
+    (``LimitExceededException``, the daily scan quota: not retried), raises
+    :class:`ScanFailedError`. The result is
     :meth:`ScanReport.as_dict`; the severity gate is the caller's.
     """
 
@@ -206,7 +208,18 @@ class ScanProbe(Probe):
                 raise
             if not self.start_scan:
                 return Poll(waiting_for=f"a scan of {self.image} (none started; start_scan is off)")
-            yield "start_image_scan", params
+            try:
+                yield "start_image_scan", params
+            except EcrServiceError as refused:
+                if refused.code != "LimitExceededException":
+                    raise
+                # not throttling here: basic scanning allows one scan per image per 24 hours
+                raise ScanFailedError(
+                    str(self.image),
+                    "LIMIT_EXCEEDED",
+                    "ECR refused to start a scan (LimitExceededException: basic scanning allows one scan "
+                    f"per image every 24 hours; waiting would not help): {refused}",
+                ) from refused
             log.info("Started an image scan of %s", self.image)
             return Poll(waiting_for=f"the scan of {self.image} (just started)")
         report = ScanReport.from_response(response, self.image.repository_name)
