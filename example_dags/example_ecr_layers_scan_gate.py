@@ -39,7 +39,7 @@ with DAG(
     scan_gate = EcrImageScanSensor(
         task_id="scan_gate",
         repository_name="{{ params.repository }}",
-        image_digest="{{ ti.xcom_pull(task_ids='push')['image_digest'] }}",
+        image_digest=push.output["image_digest"],  # one key of push's result; also sets push >> scan_gate
         start_scan=True,
         fail_on_severity="CRITICAL",
         max_findings={"HIGH": 5},

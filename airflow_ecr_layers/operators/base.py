@@ -30,6 +30,10 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
         (``max_attempts``, ``base_delay``, ``max_delay``, ``max_total_seconds``, ``max_restarts``).
     :param fast_upload: build UploadLayerPart requests without botocore's JSON pass over the
         blob (same bytes on the wire); False for botocore's stock serialisation.
+
+    Each operator returns one small JSON-safe dict (the ``return_value`` XCom, which the
+    next operator takes whole through ``.output``). ``multiple_outputs`` defaults to True,
+    so each key is also its own XCom and ``op.output["image_digest"]`` reads one value.
     """
 
     aws_hook_class = EcrLayersHook
@@ -44,6 +48,7 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
         fast_upload: bool = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # op.output["key"] reads one key of the result
         super().__init__(**kwargs)
         self.registry_id = registry_id
         self.retry_policy = retry_policy_from(retry_policy)
