@@ -464,7 +464,11 @@ def test_example_dag_pushes_an_image_archive(
     run = dag.test(run_conf={"source": source, "repository": repo, "tag": "v1"})
     assert run.state == "success"
     with create_session() as session:
-        (row,) = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="push_image").all()
+        (row,) = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="push_image", key="return_value")
+            .all()
+        )
         result = row.value
     if isinstance(result, str):
         result = json.loads(result)
