@@ -51,7 +51,8 @@ class ObjectStorageSource:
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         if is_s3fs(self.path.fs):
             size = self.size  # every GET of every handle must match the object this size is of
-            return S3RangeReader(self.path.fs, self.path.path, size, offset, etag=self._etag)  # type: ignore[return-value]
+            reader = S3RangeReader(self.path.fs, self.path.path, size, offset, etag=self._etag)
+            return reader  # type: ignore[return-value]
         handle = self.path.open("rb", block_size=block_size, cache_type="none")
         if offset:
             handle.seek(offset)
