@@ -497,7 +497,12 @@ def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]], ta
     print(f"{'max_concurrency':>15} {'s':>7} {'MiB/s':>8}   cores busy")
     for concurrency, (seconds, meter) in parallel.items():
         print(f"{concurrency:>15} {seconds:>7.2f} {mib_per_s(4 * sizes.layer, seconds):>8.1f}   {meter}")
-    print(f"speedup, concurrency 2 over 1: {parallel[1][0] / parallel[2][0]:.2f}")
+    busy = sum(parallel[1][1].cores.values())
+    cores = os.cpu_count() or 1
+    print(
+        f"speedup, concurrency 2 over 1: {parallel[1][0] / parallel[2][0]:.2f} "
+        f"(ceiling: min(2 layers, {cores} cores / {busy:.2f} busy at 1) = {min(2.0, cores / busy):.2f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
