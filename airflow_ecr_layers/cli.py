@@ -47,12 +47,12 @@ def parse_annotations(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def make_api(args: argparse.Namespace) -> EcrTransfer:
-    """The hook on an Airflow connection, or the core client on the plain AWS chain."""
+def make_engine(args: argparse.Namespace) -> EcrTransfer:
+    """The engine on an Airflow connection (through the hook), or on the plain AWS chain."""
     if args.conn_id:
         from airflow_ecr_layers.hooks import EcrLayersHook
 
-        return EcrLayersHook(aws_conn_id=args.conn_id, region_name=args.region)
+        return EcrLayersHook(aws_conn_id=args.conn_id, region_name=args.region).engine
     import boto3
 
     from airflow_ecr_layers.core.client import EcrClient
@@ -69,7 +69,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     repository, tags = split_reference(reference)
     sources = [open_source(url, args.conn_id) for url in urls]
     return push_artifact(
-        make_api(args),
+        make_engine(args),
         repository,
         [LayerSpec(s, args.media_type, title=s.title, expected_digest=args.expected_digest) for s in sources],
         tags=tags + args.tag,
@@ -79,7 +79,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         registry_id=args.registry_id,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
-    )
+    ).as_dict()
 
 
 def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,14 +90,14 @@ def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
     repository, tags = split_reference(args.reference)
     plan = load_image(open_image_archive(args.source, args.conn_id), args.image_ref, gzip_layers=args.gzip_layers)
     return push_image(
-        make_api(args),
+        make_engine(args),
         repository,
         plan,
         tags=tags + args.tag,
         registry_id=args.registry_id,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
-    )
+    ).as_dict()
 
 
 def cmd_plan(args: argparse.Namespace) -> dict[str, Any]:

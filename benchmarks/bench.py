@@ -244,12 +244,12 @@ def ours(hook: Any, url: str) -> float:
     """Seconds for ``UploadLayerPartsOperator.execute``'s two steps: open the source, upload the parts."""
     from airflow_ecr_layers.object_storage import open_source
 
-    session = hook.initiate_layer_upload(REPOSITORY)
+    session = hook.calls.initiate_layer_upload(REPOSITORY)
     started = time.perf_counter()
     source = open_source(url, S3_CONN_ID)
-    uploaded = hook.upload_parts(session, source, part_size=PART_SIZE)
+    uploaded = hook.engine.upload_parts(session, source, part_size=PART_SIZE)
     elapsed = time.perf_counter() - started
-    hook.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
+    hook.engine.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
     return elapsed
 
 
@@ -261,7 +261,7 @@ def parallel_layers(hook: Any, url: str, count: int, concurrency: int) -> float:
 
     layers = [LayerSpec(open_source(url, S3_CONN_ID), DEFAULT_LAYER_MEDIA_TYPE) for _ in range(count)]
     started = time.perf_counter()
-    push_layers(hook, REPOSITORY, layers, part_size=PART_SIZE, max_concurrency=concurrency)
+    push_layers(hook.engine, REPOSITORY, layers, part_size=PART_SIZE, max_concurrency=concurrency)
     return time.perf_counter() - started
 
 

@@ -75,3 +75,10 @@ def test_console_script_is_installed(aws: Any, tmp_path: Any) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["parts"] == 1
+
+
+def test_max_concurrency_zero_is_refused(capsys: Any, repo: str, put_object: Any, stats: Any) -> None:
+    url = put_object("cli/zero.bin", b"z" * 100)
+    code, _, err = run(capsys, "push", url, f"{repo}:v1", "--max-concurrency", "0", "--conn-id", "aws_default")
+    assert code == 2 and "max_concurrency must be an integer of at least 1, got 0" in err
+    assert stats.total().initiate_layer_upload_calls == 0

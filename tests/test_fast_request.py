@@ -356,6 +356,6 @@ def test_the_hook_installs_it_once_unless_switched_off(
     data = pattern_bytes(PART + 99, seed=9)
     result = hook.push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
     assert result.digest == sha256(data)
-    assert hook.ecr_client is hook.conn
+    assert hook.calls.client is hook.conn
     assert splices == ([PART, 99] if fast_upload else [])
     assert installs == ([hook.conn] if fast_upload else [])

@@ -18,11 +18,12 @@ from conftest import ROOT, sha256
 
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.client import EcrClient
-from airflow_ecr_layers.core.errors import SourceError, UploadAbortedError, UploadNotFoundError
+from airflow_ecr_layers.core.errors import QuotaExceededError, SourceError, UploadAbortedError, UploadNotFoundError
 from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR
 from airflow_ecr_layers.core.reader import PartReader
 from airflow_ecr_layers.core.retry import RetryPolicy
 from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.transfer import EcrTransfer
 from airflow_ecr_layers.testing.fault_matrix import (
     CellResult,
     MatrixConfig,
@@ -58,7 +59,7 @@ def new_repository(aws: EmbeddedAws, name: str) -> str:
     return repository_name
 
 
-def api_through(proxy: FaultProxy, config: MatrixConfig = CONFIG, policy: RetryPolicy | None = None) -> EcrClient:
+def api_through(proxy: FaultProxy, config: MatrixConfig = CONFIG, policy: RetryPolicy | None = None) -> EcrTransfer:
     """The client under test: the matrix's timeouts and retries, its endpoint the proxy."""
     return EcrClient(ecr_client(proxy.endpoint_url, config), retry_policy=policy or config.retry_policy)
 
@@ -113,7 +114,7 @@ def test_the_judge_sees_moved_tags_unclear_errors_and_wrong_bytes(aws: EmbeddedA
     direct = ecr_client(aws.endpoint_url)
     data = b"layer bytes"
     layers = [LayerSpec(BytesSource(data), OCI_LAYER_TAR)]
-    result = push_artifact(EcrClient(direct), repository_name, layers, tags=["v1"])
+    result = push_artifact(EcrClient(direct), repository_name, layers, tags=["v1"]).as_dict()
     tags_now = tag_map(direct, repository_name)
     error = UploadNotFoundError("UploadNotFoundException", "gone", operation="PutImage")
     assert check_failed_clean(direct, repository_name, error, tags_now) is None
@@ -160,7 +161,7 @@ def test_lost_answer_on_a_middle_part_resumes_from_last_valid_byte(
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "drop_response")]) as proxy:
         api = api_through(proxy)
         with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
-            session = api.initiate_layer_upload(repository_name)
+            session = api.calls.initiate_layer_upload(repository_name)
             uploaded = api.upload_parts(session, BytesSource(DATA), part_size=PART)
             existed = api.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
     assert len(proxy.fired) == 1
@@ -182,7 +183,7 @@ def test_upload_not_found_mid_upload_restarts_from_byte_zero(
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "upload_not_found")]) as proxy:
         api = api_through(proxy)
         with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
-            session = api.initiate_layer_upload(repository_name)
+            session = api.calls.initiate_layer_upload(repository_name)
             uploaded = api.upload_parts(session, BytesSource(DATA), part_size=PART)
             api.complete_upload(uploaded.session, uploaded.digest, uploaded.size)
     assert uploaded.restarts == 1
@@ -232,7 +233,7 @@ def test_task_retry_resumes_an_upload_that_already_holds_bytes(
         first += length
     held = first
     retry = EcrClient(ecr_client(aws.endpoint_url))  # the retried task's own client
-    session = retry.initiate_layer_upload(repository_name)
+    session = retry.calls.initiate_layer_upload(repository_name)
     session = replace(session, upload_id=upload_id)  # handed the old upload id, e.g. from XCom
     with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
         uploaded = retry.upload_parts(session, BytesSource(DATA), part_size=PART)
@@ -243,6 +244,71 @@ def test_task_retry_resumes_an_upload_that_already_holds_bytes(
     # What the dead attempt sent, the rejected first part, then only the bytes ECR lacked.
     assert stats.bytes_received == held + PART + (SIZE - held)
     assert stats.layers_completed == 1
+
+
+def test_restarts_are_bounded_per_blob_across_upload_and_completion(aws: EmbeddedAws) -> None:
+    """max_restarts counts every start-over of one blob, whichever phase saw the upload vanish
+    (counted per phase, max_restarts=2 let one blob start over up to 8 times)."""
+    repository_name = new_repository(aws, "restarts-per-blob")
+    rules = [
+        FaultRule("UploadLayerPart", 1, "upload_not_found", times=2),
+        FaultRule("CompleteLayerUpload", 1, "upload_not_found", times=None),
+    ]
+    policy = replace(CONFIG.retry_policy, max_restarts=2)
+    with FaultProxy(aws.endpoint_url, rules) as proxy:
+        api = api_through(proxy, policy=policy)
+        with pytest.raises(UploadAbortedError, match=r"vanished before completion 3 times .*max_restarts=2"):
+            api.push_blob(repository_name, BytesSource(b"x" * 1000), media_type=OCI_LAYER_TAR)
+    assert STATS.repository(repository_name).initiate_layer_upload_calls == policy.max_restarts + 1
+    assert proxy.calls("CompleteLayerUpload") == 1
+    assert STATS.repository(repository_name).layers_completed == 0
+
+
+def test_time_waited_on_retries_is_bounded_per_blob_across_phases(
+    aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_total_seconds is one blob's budget: waits on its parts and on its completion add up
+    (counted per phase, each phase had a fresh budget)."""
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.3)
+    repository_name = new_repository(aws, "time-per-blob")
+    rules = [
+        FaultRule("UploadLayerPart", 1, "throttling"),
+        FaultRule("CompleteLayerUpload", 1, "throttling", times=2),
+    ]
+    policy = replace(CONFIG.retry_policy, max_total_seconds=0.5)
+    with FaultProxy(aws.endpoint_url, rules) as proxy:
+        api = api_through(proxy, replace(CONFIG, botocore_attempts=1), policy)
+        with pytest.raises(UploadAbortedError, match=r"CompleteLayerUpload .* \(0\.6s of retry waits\)"):
+            api.push_blob(repository_name, BytesSource(b"x" * 1000), media_type=OCI_LAYER_TAR)
+    assert proxy.calls("CompleteLayerUpload") == 2
+    assert STATS.repository(repository_name).layers_completed == 0
+
+
+def test_limit_exceeded_at_put_image_is_a_quota_and_fails_at_once(aws: EmbeddedAws) -> None:
+    """At PutImage, LimitExceededException is the images-per-repository quota: our retries
+    leave it alone (botocore's own retry mode is the user's to set; off here)."""
+    repository_name = new_repository(aws, "quota-put-image")
+    config = replace(CONFIG, botocore_attempts=1)
+    with FaultProxy(aws.endpoint_url, [FaultRule("PutImage", 1, "limit_exceeded", times=None)]) as proxy:
+        api = api_through(proxy, config)
+        with pytest.raises(QuotaExceededError, match="images per repository") as excinfo:
+            push_artifact(api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"],
+                          part_size=PART)
+    assert excinfo.value.code == "LimitExceededException"
+    assert "retrying will not help" in str(excinfo.value)
+    assert proxy.calls("PutImage") == 1
+    assert tag_map(ecr_client(aws.endpoint_url), repository_name) == {}
+
+
+def test_limit_exceeded_on_a_part_is_still_throttling(aws: EmbeddedAws) -> None:
+    repository_name = new_repository(aws, "limit-part")
+    config = replace(CONFIG, botocore_attempts=1)
+    with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "limit_exceeded")]) as proxy:
+        api = api_through(proxy, config)
+        result = push_artifact(api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"],
+                               part_size=PART)
+    assert result.layers[0].digest == sha256(DATA)
+    assert len(proxy.fired) == 1
 
 
 def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws) -> None:

@@ -18,6 +18,7 @@ from airflow_ecr_layers.core.limits import MIN_PART_SIZE
 from airflow_ecr_layers.core.manifest import Descriptor, Manifest, build_image_manifest
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.object_storage import open_source
+from airflow_ecr_layers.operators.xcom import descriptor_of
 
 PART = MIN_PART_SIZE
 
@@ -44,8 +45,9 @@ def test_push_sizes_digests_check_out_against_ecr(
     data = pattern_bytes(size, seed=size)
     source = open_source(put_object(f"blob-{size}", data), "aws_default")
     result = push_artifact(
-        hook, repo, [LayerSpec(source, "application/octet-stream", title=source.title)], tags=["v1"], part_size=PART
-    )
+        hook.engine, repo, [LayerSpec(source, "application/octet-stream", title=source.title)], tags=["v1"],
+        part_size=PART,
+    ).as_dict()
     layer = result["layers"][0]
     assert layer["digest"] == sha256(data)
     assert layer["size"] == size
@@ -74,10 +76,10 @@ def test_repush_is_a_success_and_uploads_nothing_with_expected_digest(
     data = pattern_bytes(PART + 7)
     source = open_source(put_object("again", data), "aws_default")
     spec = LayerSpec(source, "application/octet-stream", title="again", expected_digest=sha256(data))
-    first = push_artifact(hook, repo, [spec], tags=["v1"])
+    first = push_artifact(hook.engine, repo, [spec], tags=["v1"]).as_dict()
     manifest_before = _manifest_in_ecr(ecr, repo, "v1")
     stats.reset()
-    second = push_artifact(hook, repo, [spec], tags=["v1"])
+    second = push_artifact(hook.engine, repo, [spec], tags=["v1"]).as_dict()
     assert second["image_digest"] == first["image_digest"]
     assert second["layers"][0]["skipped"] is True
     assert stats.repository(repo).upload_layer_part_calls == 0
@@ -98,7 +100,7 @@ def test_expected_digest_mismatch_never_completes_or_tags(hook: Any, repo: str, 
     wrong = "sha256:" + "0" * 64
     source = open_source(put_object("m", data), "aws_default")
     with pytest.raises(DigestMismatchError, match=wrong):
-        push_artifact(hook, repo, [LayerSpec(source, "application/octet-stream", expected_digest=wrong)], tags=["v1"])
+        push_artifact(hook.engine, repo, [LayerSpec(source, "application/octet-stream", expected_digest=wrong)], tags=["v1"])
     assert stats.repository(repo).complete_layer_upload_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
@@ -114,7 +116,7 @@ def test_digest_mismatch_at_complete_is_caught(hook: Any, repo: str, put_object:
 def test_put_image_with_never_uploaded_layer_fails(hook: Any, repo: str, ecr: Any) -> None:
     ghost = {"digest": "sha256:" + "2" * 64, "size": 10, "media_type": "application/octet-stream"}
     with pytest.raises(LayersNotFoundError, match="team/models"):
-        put_artifact_manifest(hook, repo, [ghost], tags=["v1"])
+        put_artifact_manifest(hook.engine, repo, [descriptor_of(ghost)], tags=["v1"])
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
 
@@ -122,7 +124,7 @@ def test_put_image_with_never_uploaded_config_fails(hook: Any, repo: str, put_ob
     blob = hook.push_blob(repo, open_source(put_object("l", b"layer"), "aws_default"), media_type="application/octet-stream")
     config = {"digest": "sha256:" + "3" * 64, "size": 2, "media_type": "application/vnd.oci.image.config.v1+json"}
     with pytest.raises(LayersNotFoundError):
-        put_artifact_manifest(hook, repo, [blob.as_dict()], config=config, tags=["v1"])
+        put_artifact_manifest(hook.engine, repo, [blob.descriptor()], config=descriptor_of(config), tags=["v1"])
 
 
 def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_object: Any) -> None:
@@ -144,9 +146,9 @@ def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_o
 def test_one_put_image_per_tag_and_repush_same_tags(hook: Any, repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
     source = open_source(put_object("t", b"tagged"), "aws_default")
     spec = LayerSpec(source, "application/octet-stream")
-    first = push_artifact(hook, repo, [spec], tags=["a", "b", "c"])
+    first = push_artifact(hook.engine, repo, [spec], tags=["a", "b", "c"]).as_dict()
     assert stats.repository(repo).put_image_calls == 3
-    again = push_artifact(hook, repo, [spec], tags=["a", "b", "c"])
+    again = push_artifact(hook.engine, repo, [spec], tags=["a", "b", "c"]).as_dict()
     assert again["image_digest"] == first["image_digest"]
     details = ecr.describe_images(repositoryName=repo)["imageDetails"]
     assert len(details) == 1 and sorted(details[0]["imageTags"]) == ["a", "b", "c"]
@@ -154,9 +156,9 @@ def test_one_put_image_per_tag_and_repush_same_tags(hook: Any, repo: str, put_ob
 
 def test_immutable_tag_is_a_clear_error(hook: Any, ecr: Any, put_object: Any) -> None:
     ecr.create_repository(repositoryName="locked", imageTagMutability="IMMUTABLE")
-    push_artifact(hook, "locked", [LayerSpec(open_source(put_object("i1", b"one"), "aws_default"), "application/octet-stream")], tags=["v1"])
+    push_artifact(hook.engine, "locked", [LayerSpec(open_source(put_object("i1", b"one"), "aws_default"), "application/octet-stream")], tags=["v1"])
     with pytest.raises(ImageTagAlreadyExistsError, match="locked"):
-        push_artifact(hook, "locked", [LayerSpec(open_source(put_object("i2", b"two"), "aws_default"), "application/octet-stream")], tags=["v1"])
+        push_artifact(hook.engine, "locked", [LayerSpec(open_source(put_object("i2", b"two"), "aws_default"), "application/octet-stream")], tags=["v1"])
 
 
 def test_parallel_layers_keep_order(hook: Any, repo: str, put_object: Any, ecr: Any) -> None:
@@ -165,7 +167,7 @@ def test_parallel_layers_keep_order(hook: Any, repo: str, put_object: Any, ecr: 
         LayerSpec(open_source(put_object(f"p{i}", b), "aws_default"), "application/octet-stream", title=f"p{i}")
         for i, b in enumerate(blobs)
     ]
-    result = push_artifact(hook, repo, specs, tags=["multi"], max_concurrency=3)
+    result = push_artifact(hook.engine, repo, specs, tags=["multi"], max_concurrency=3).as_dict()
     assert [layer["digest"] for layer in result["layers"]] == [sha256(b) for b in blobs]
     manifest = json.loads(_manifest_in_ecr(ecr, repo, "multi"))
     assert [layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"]] == ["p0", "p1", "p2"]

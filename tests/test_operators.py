@@ -111,6 +111,19 @@ def test_part_size_out_of_range(part_size: int, repo: str, put_object: Any, ecr:
     _nothing_written(ecr, stats, repo)
 
 
+@pytest.mark.parametrize("max_concurrency", [0, -1, "0", "two"])
+def test_max_concurrency_below_one_is_refused(
+    max_concurrency: Any, repo: str, put_object: Any, ecr: Any, stats: Any
+) -> None:
+    """0 used to become the default of 2 without a word."""
+    url = put_object("m", b"m" * 100)
+    with pytest.raises(InvalidInputError, match="max_concurrency"):
+        PushArtifactOperator(
+            task_id="p", source=url, repository_name=repo, max_concurrency=max_concurrency, **AWS
+        ).execute({})
+    _nothing_written(ecr, stats, repo)
+
+
 @pytest.mark.parametrize("tags", [["bad tag"], ["v1", "v1"], [".x"]])
 def test_invalid_tags(tags: list[str], repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
     url = put_object("m", b"m")

@@ -44,7 +44,7 @@ def push(hook: Any, repo: str) -> Callable[..., dict[str, Any]]:
 
     def push(data: bytes = b"model weights", tags: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
         layer = LayerSpec(BytesSource(data), "application/octet-stream")
-        return push_artifact(hook, repo, [layer], tags=list(tags))
+        return push_artifact(hook.engine, repo, [layer], tags=list(tags)).as_dict()
 
     return push
 

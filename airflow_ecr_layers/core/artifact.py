@@ -7,7 +7,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import (
@@ -29,7 +28,8 @@ from airflow_ecr_layers.core.manifest import (
 )
 from airflow_ecr_layers.core.planning import plan_parts
 from airflow_ecr_layers.core.sources import BlobSource, BytesSource
-from airflow_ecr_layers.core.transfer import BlobResult, EcrTransfer
+from airflow_ecr_layers.core.results import ArtifactPushResult, BlobResult, ManifestResult
+from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -54,23 +54,12 @@ class LayerSpec:
         return found
 
 
-def descriptor_of(layer: Mapping[str, Any]) -> Descriptor:
-    """A manifest descriptor from a blob result dict (``digest``/``layer_digest``, ``size``...)."""
-    if not isinstance(layer, Mapping):
-        raise InvalidInputError(f"Expected a layer result dict, got {type(layer).__name__}: {layer!r}")
-    digest = layer.get("layer_digest", layer.get("digest"))
-    missing = [k for k, v in (("layer_digest", digest), ("size", layer.get("size")), ("media_type", layer.get("media_type"))) if v is None]
-    if missing:
-        raise InvalidInputError(f"Layer result is missing {', '.join(missing)}: {dict(layer)!r}")
-    return Descriptor(layer["media_type"], digest, layer["size"], dict(layer.get("annotations") or {}))
-
-
 def subject_descriptor(
-    api: EcrTransfer, repository_name: str, image_digest: str, registry_id: str | None = None
-) -> dict[str, Any]:
+    engine: EcrTransfer, repository_name: str, image_digest: str, registry_id: str | None = None
+) -> Descriptor:
     """The descriptor of an image already in the repository, for an artifact's ``subject``."""
     validate_digest(image_digest, "subject")
-    found = api.batch_get_image(
+    found = engine.calls.batch_get_image(
         repository_name, [{"imageDigest": image_digest}], registry_id, accepted_media_types=MANIFEST_TYPES
     )
     if not found:
@@ -79,12 +68,12 @@ def subject_descriptor(
         )
     image = found[0]
     media_type = image.media_type or json.loads(image.manifest).get("mediaType") or OCI_MANIFEST
-    return {"digest": image_digest, "size": len(image.manifest), "media_type": media_type}
+    return Descriptor(media_type, image_digest, len(image.manifest))
 
 
-def ensure_empty_config(api: EcrTransfer, repository_name: str, registry_id: str | None) -> None:
+def ensure_empty_config(engine: EcrTransfer, repository_name: str, registry_id: str | None) -> None:
     """ECR checks that the config blob exists, so the 2-byte ``{}`` is uploaded once."""
-    api.push_blob(
+    engine.push_blob(
         repository_name,
         BytesSource(EMPTY_BLOB, "<OCI empty config>"),
         media_type=EMPTY_DESCRIPTOR.media_type,
@@ -94,46 +83,48 @@ def ensure_empty_config(api: EcrTransfer, repository_name: str, registry_id: str
 
 
 def put_artifact_manifest(
-    api: EcrTransfer,
+    engine: EcrTransfer,
     repository_name: str,
-    layers: Sequence[Mapping[str, Any]],
+    layers: Sequence[Descriptor],
     *,
     tags: Sequence[str] = (),
-    config: Mapping[str, Any] | None = None,
+    config: Descriptor | None = None,
     artifact_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
-    subject: Mapping[str, Any] | None = None,
+    subject: Descriptor | None = None,
     registry_id: str | None = None,
-) -> dict[str, Any]:
+) -> ManifestResult:
     """Build the OCI manifest over pushed blobs and put it once per tag."""
     tags = validate_tags(tags)
     if not layers:
         raise InvalidInputError("No layers given: a manifest needs at least one")
-    descriptors = [descriptor_of(layer) for layer in layers]
-    config_descriptor = descriptor_of(config) if config else None
-    subject_desc = descriptor_of(subject) if subject else None
     manifest = build_image_manifest(
-        descriptors,
-        config=config_descriptor,
-        artifact_type=artifact_type,
-        annotations=annotations,
-        subject=subject_desc,
+        layers, config=config, artifact_type=artifact_type, annotations=annotations, subject=subject
     )
-    if config_descriptor is None:
-        ensure_empty_config(api, repository_name, registry_id)
-    results = api.put_manifest(repository_name, manifest, tags, registry_id)
-    return {
-        "registry_id": results[0].registry_id or (registry_id or ""),
-        "repository_name": repository_name,
-        "image_digest": manifest.digest,
-        "tags": tags,
-        "manifest_media_type": manifest.media_type,
-        "manifest_size": manifest.size,
-    }
+    if config is None:
+        ensure_empty_config(engine, repository_name, registry_id)
+    results = engine.put_manifest(repository_name, manifest, tags, registry_id)
+    return ManifestResult(
+        registry_id=results[0].registry_id or (registry_id or ""),
+        repository_name=repository_name,
+        image_digest=manifest.digest,
+        tags=tags,
+        manifest_media_type=manifest.media_type,
+        manifest_size=manifest.size,
+    )
+
+
+def check_max_concurrency(value: object) -> int:
+    """A layer concurrency of at least 1 (``None`` means :data:`DEFAULT_MAX_CONCURRENCY`)."""
+    if value is None:
+        return DEFAULT_MAX_CONCURRENCY
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"max_concurrency must be an integer of at least 1, got {value!r}")
+    return value
 
 
 def push_layers(
-    api: EcrTransfer,
+    engine: EcrTransfer,
     repository_name: str,
     layers: Sequence[LayerSpec],
     *,
@@ -146,11 +137,10 @@ def push_layers(
 
     ``check_first=False`` skips the per-blob availability check (the caller batched it).
     """
-    if max_concurrency < 1:
-        raise InvalidInputError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    max_concurrency = check_max_concurrency(max_concurrency)
 
     def push(layer: LayerSpec) -> BlobResult:
-        return api.push_blob(
+        return engine.push_blob(
             repository_name,
             layer.source,
             media_type=layer.media_type,
@@ -168,18 +158,18 @@ def push_layers(
 
 
 def push_artifact(
-    api: EcrTransfer,
+    engine: EcrTransfer,
     repository_name: str,
     layers: Sequence[LayerSpec],
     *,
     tags: Sequence[str] = (),
     artifact_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
-    subject: str | Mapping[str, Any] | None = None,
+    subject: str | Descriptor | None = None,
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-) -> dict[str, Any]:
+) -> ArtifactPushResult:
     """Validate everything, push every layer, then the manifest: no tag before all blobs are in.
 
     ``subject`` (an image digest in the same repository, or its descriptor) makes the
@@ -188,6 +178,7 @@ def push_artifact(
     validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
     tags = validate_tags(tags)
+    max_concurrency = check_max_concurrency(max_concurrency)
     if not layers:
         raise InvalidInputError("Nothing to push: no sources given")
     for layer in layers:
@@ -195,29 +186,27 @@ def push_artifact(
         plan_parts(layer.source.size, part_size)
     if artifact_type is not None:
         validate_media_type(artifact_type, "artifact type")
-    registry_id = api.repository_registry_id(repository_name, registry_id)  # fails before any write
+    registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     if isinstance(subject, str):
-        subject = subject_descriptor(api, repository_name, subject, registry_id)
+        subject = subject_descriptor(engine, repository_name, subject, registry_id)
     # The manifest's size is known before any upload: digests have a fixed length.
     build_image_manifest(
         [Descriptor(spec.media_type, _PLACEHOLDER_DIGEST, spec.source.size, spec.all_annotations()) for spec in layers],
         artifact_type=artifact_type,
         annotations=annotations,
-        subject=descriptor_of(subject) if subject else None,
+        subject=subject,
     )
     blobs = push_layers(
-        api, repository_name, layers, registry_id=registry_id, part_size=part_size, max_concurrency=max_concurrency
+        engine, repository_name, layers, registry_id=registry_id, part_size=part_size, max_concurrency=max_concurrency
     )
-    layer_dicts = [blob.as_dict() for blob in blobs]
-    result = put_artifact_manifest(
-        api,
+    put = put_artifact_manifest(
+        engine,
         repository_name,
-        layer_dicts,
+        [blob.descriptor() for blob in blobs],
         tags=tags,
         artifact_type=artifact_type,
         annotations=annotations,
         subject=subject,
         registry_id=registry_id,
     )
-    result["layers"] = layer_dicts
-    return result
+    return ArtifactPushResult(**vars(put), layers=blobs)

@@ -1,8 +1,9 @@
 """One method per ECR call, over a botocore ECR client, with small typed results.
 
-``EcrCalls`` is a mixin: anything that provides ``ecr_client`` gets the calls. The
-Airflow hook provides it from its connection; :class:`EcrClient` from a plain
-boto3 client (CLI, benchmarks).
+:class:`EcrCalls` wraps one boto3/botocore ECR client: the Airflow hook builds it on
+its connection's client, :func:`~airflow_ecr_layers.core.client.EcrClient` on a
+plain boto3 client (CLI, benchmarks). Service errors come out as the project's own
+exceptions (:mod:`~airflow_ecr_layers.core.errors`), carrying the service's words.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from airflow_ecr_layers.core.errors import EcrServiceError, InvalidLayerPartError, error_class_for
+from airflow_ecr_layers.core.errors import (
+    QUOTAS,
+    EcrServiceError,
+    InvalidLayerPartError,
+    QuotaExceededError,
+    error_class_for,
+)
 from airflow_ecr_layers.core.limits import MAX_DIGESTS_PER_CHECK
 from airflow_ecr_layers.core.manifest import Manifest
 
@@ -37,14 +44,6 @@ class LayerAvailability:
     """AVAILABLE, UNAVAILABLE, ARCHIVED, or the failure code (MissingLayerDigest...)."""
     size: int | None = None
     media_type: str | None = None
-
-
-@dataclass(frozen=True)
-class CompletedLayer:
-    registry_id: str
-    repository_name: str
-    layer_digest: str
-    already_existed: bool
 
 
 @dataclass(frozen=True)
@@ -76,14 +75,18 @@ def translate_client_error(
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    cls = error_class_for(code, status)
+    cls = error_class_for(code, status, operation)
+    quota = QUOTAS.get((operation, code), "")
     translated = cls(
         code,
         str(error.get("Message", "")),
         operation=operation,
         repository_name=repository_name,
         registry_id=registry_id,
+        hint=f" (the quota on {quota}; retrying will not help)" if quota else "",
     )
+    if isinstance(translated, QuotaExceededError):
+        translated.quota = quota
     if isinstance(translated, InvalidLayerPartError):
         last = exc.response.get("lastValidByteReceived")
         translated.last_valid_byte_received = int(last) if last is not None else None
@@ -91,16 +94,16 @@ def translate_client_error(
 
 
 class EcrCalls:
-    """The ECR layer-upload API, one method a call."""
+    """The ECR API on one botocore ECR ``client``, one method a call."""
 
-    @property
-    def ecr_client(self) -> Any:
-        raise NotImplementedError
+    def __init__(self, client: Any) -> None:
+        self.client = client
 
     def _invoke(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` with ``params``, translating service errors."""
         try:
-            return getattr(self.ecr_client, operation)(**_drop_none(**params))
+            response: dict[str, Any] = getattr(self.client, operation)(**_drop_none(**params))
+            return response
         except ClientError as exc:
             raise translate_client_error(exc, operation, repository_name, registry_id) from exc
 

@@ -1,31 +1,29 @@
-"""``EcrClient``: the same API as the hook on a plain boto3 client, for use outside Airflow."""
+"""``EcrClient``: the engine on a plain boto3 ECR client, for use outside Airflow."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_ecr_layers.core import fast_request
+from airflow_ecr_layers.core.calls import EcrCalls
 from airflow_ecr_layers.core.retry import RetryPolicy
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.transfer import DEFAULT_READ_DEPTH, EcrTransfer
 
 
-class EcrClient(EcrTransfer):
-    """The upload API on a boto3 ECR ``client``.
+def EcrClient(  # noqa: N802 - the name this factory has always had
+    client: Any,
+    *,
+    retry_policy: RetryPolicy | None = None,
+    read_depth: int = DEFAULT_READ_DEPTH,
+    fast_upload: bool = True,
+) -> EcrTransfer:
+    """The transfer engine on a botocore/boto3 ECR ``client``.
 
+    :param retry_policy: our retries on top of botocore's (whose own retries are the client's config).
+    :param read_depth: parts alive at once per layer (the one being sent included).
     :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
         (installed on ``client``); False leaves the client's serialisation as botocore's.
     """
-
-    def __init__(
-        self, client: Any, *, retry_policy: RetryPolicy | None = None, read_depth: int = 2, fast_upload: bool = True
-    ) -> None:
-        self._client = client
-        if fast_upload:
-            fast_request.install(client)
-        if retry_policy is not None:
-            self.retry_policy = retry_policy
-        self.read_depth = read_depth
-
-    @property
-    def ecr_client(self) -> Any:
-        return self._client
+    if fast_upload:
+        fast_request.install(client)
+    return EcrTransfer(EcrCalls(client), retry_policy=retry_policy, read_depth=read_depth)

@@ -34,6 +34,7 @@ class EcrServiceError(EcrLayersError):
         operation: str,
         repository_name: str | None = None,
         registry_id: str | None = None,
+        hint: str = "",
     ) -> None:
         self.code = code
         self.service_message = message
@@ -44,7 +45,7 @@ class EcrServiceError(EcrLayersError):
         if repository_name:
             where = f" (repository {repository_name!r}"
             where += f" in registry {registry_id!r})" if registry_id else ")"
-        super().__init__(f"{operation} failed with {code}{where}: {message}")
+        super().__init__(f"{operation} failed with {code}{where}: {message}{hint}")
 
 
 class RepositoryNotFoundError(EcrServiceError):
@@ -85,6 +86,24 @@ class ServiceUnavailableError(EcrServiceError):
     """ECR answered with a server-side failure (5xx)."""
 
 
+class QuotaExceededError(EcrServiceError):
+    """A service quota of the account is used up: retrying cannot help; ``quota`` names it."""
+
+    quota: str = ""
+
+
+QUOTAS: dict[tuple[str, str], str] = {
+    ("put_image", "LimitExceededException"): (
+        "images per repository (an adjustable quota: delete or expire images with a lifecycle "
+        "policy, or ask for more in Service Quotas)"
+    ),
+    ("start_image_scan", "LimitExceededException"): (
+        "image scans (basic scanning allows one scan per image every 24 hours)"
+    ),
+}
+"""Where ECR answers ``(operation, code)`` for a quota rather than a rate: not retried."""
+
+
 _BY_CODE: dict[str, type[EcrServiceError]] = {
     "RepositoryNotFoundException": RepositoryNotFoundError,
     "UploadNotFoundException": UploadNotFoundError,
@@ -102,8 +121,14 @@ _BY_CODE: dict[str, type[EcrServiceError]] = {
 }
 
 
-def error_class_for(code: str, http_status: int | None = None) -> type[EcrServiceError]:
-    """The exception class for an ECR error code (5xx without a known code is transient)."""
+def error_class_for(code: str, http_status: int | None = None, operation: str = "") -> type[EcrServiceError]:
+    """The exception class for an ECR error code of ``operation`` (a botocore method name).
+
+    A code that means a quota for that operation (:data:`QUOTAS`) is never transient;
+    5xx without a known code is.
+    """
+    if (operation, code) in QUOTAS:
+        return QuotaExceededError
     if code in _BY_CODE:
         return _BY_CODE[code]
     if http_status is not None and http_status >= 500:

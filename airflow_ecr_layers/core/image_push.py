@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, push_layers
+from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, check_max_concurrency, push_layers
 from airflow_ecr_layers.core.image_archive import ImagePlan
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_repository_name, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
+from airflow_ecr_layers.core.results import ImagePushResult, PushedBlob
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
 
 
 def push_image(
-    api: EcrTransfer,
+    engine: EcrTransfer,
     repository_name: str,
     plan: ImagePlan,
     *,
@@ -24,21 +24,22 @@ def push_image(
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-) -> dict[str, Any]:
+) -> ImagePushResult:
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
+    max_concurrency = check_max_concurrency(max_concurrency)
     if part_size is not None:
         validate_part_size(part_size)
-    registry_id = api.repository_registry_id(repository_name, validate_registry_id(registry_id))
+    registry_id = engine.calls.repository_registry_id(repository_name, validate_registry_id(registry_id))
     blobs = list(plan.blobs.values())
-    present = api.batch_check_layer_availability(repository_name, [b.digest for b in blobs], registry_id)
+    present = engine.calls.batch_check_layer_availability(repository_name, [b.digest for b in blobs], registry_id)
     missing = [b for b in blobs if not (present.get(b.digest) and present[b.digest].available)]
     log.info(
         "%s: %d blobs, %d already in %s, %d to upload; %d manifests",
         plan.format, len(blobs), len(blobs) - len(missing), repository_name, len(missing), len(plan.manifests),
     )
     push_layers(
-        api,
+        engine,
         repository_name,
         [LayerSpec(b.source, b.media_type, expected_digest=b.digest) for b in missing],
         registry_id=registry_id,
@@ -47,19 +48,16 @@ def push_image(
         check_first=False,
     )
     for child in plan.manifests[:-1]:
-        api.put_manifest(repository_name, child, [], registry_id)
-    api.put_manifest(repository_name, plan.top, tags, registry_id)
+        engine.put_manifest(repository_name, child, [], registry_id)
+    engine.put_manifest(repository_name, plan.top, tags, registry_id)
     uploaded = {b.digest for b in missing}
-    return {
-        "registry_id": registry_id,
-        "repository_name": repository_name,
-        "image_digest": plan.top.digest,
-        "tags": tags,
-        "manifest_media_type": plan.top.media_type,
-        "format": plan.format,
-        "manifests": [{"digest": m.digest, "media_type": m.media_type, "size": m.size} for m in plan.manifests],
-        "blobs": [
-            {"digest": b.digest, "size": b.size, "media_type": b.media_type, "skipped": b.digest not in uploaded}
-            for b in blobs
-        ],
-    }
+    return ImagePushResult(
+        registry_id=registry_id,
+        repository_name=repository_name,
+        image_digest=plan.top.digest,
+        tags=tags,
+        manifest_media_type=plan.top.media_type,
+        format=plan.format,
+        manifests=list(plan.manifests),
+        blobs=[PushedBlob(b.digest, b.size, b.media_type, b.digest not in uploaded) for b in blobs],
+    )

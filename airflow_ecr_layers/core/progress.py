@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-MiB = 1024 * 1024
+from airflow_ecr_layers.core.limits import MiB
 
 
 class ProgressLog:

@@ -88,10 +88,6 @@ class PartReader:
         self._holding = False
         self._buffers: list[bytearray] = []
 
-    @property
-    def hashed_upto(self) -> int:
-        return self._hashed_upto
-
     def digest(self) -> str:
         """``sha256:<hex>`` of the whole source; valid once every byte has been read."""
         if self._hashed_upto != self._size:

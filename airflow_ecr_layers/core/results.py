@@ -1,40 +1,137 @@
-"""Checks on the dicts one operator hands the next through XCom."""
+"""What the engine's pushes return: small typed results, each with its JSON-safe ``as_dict``.
+
+The core returns these; the operators (and the CLI) turn them into the dicts that go
+to XCom (and stdout). No blob bytes, no datetimes, no boto metadata in any of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.calls import UploadSession
+from airflow_ecr_layers.core.manifest import Descriptor, Manifest
 
 
-def require(result: object, what: str, **fields: type | tuple[type, ...]) -> Mapping[str, Any]:
-    """Check that ``result`` is a mapping with ``fields`` of the given types."""
-    if not isinstance(result, Mapping):
-        raise InvalidInputError(f"{what} must be the upstream task's result dict, got {type(result).__name__}")
-    problems = []
-    for key, kind in fields.items():
-        if key not in result:
-            problems.append(f"missing {key!r}")
-        elif not isinstance(result[key], kind) or isinstance(result[key], bool):
-            problems.append(f"{key!r} is {type(result[key]).__name__}, expected {_names(kind)}")
-    if problems:
-        raise InvalidInputError(f"Malformed {what}: {'; '.join(problems)} (got keys {sorted(result)})")
-    return result
+@dataclass(frozen=True)
+class UploadedParts:
+    """Every byte of a source is in an upload that is not yet completed."""
+
+    session: UploadSession
+    digest: str
+    size: int
+    parts: int
+    part_size: int
+    last_byte_received: int
+    resumes: int = 0
+    restarts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.session.as_dict(),
+            "digest": self.digest,
+            "size": self.size,
+            "parts": self.parts,
+            "part_size": self.part_size,
+            "last_byte_received": self.last_byte_received,
+            "resumes": self.resumes,
+            "restarts": self.restarts,
+        }
 
 
-def _names(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
+@dataclass(frozen=True)
+class BlobResult:
+    """A blob that is in the repository, verified."""
+
+    registry_id: str
+    repository_name: str
+    digest: str
+    size: int
+    media_type: str
+    skipped: bool = False
+    """Already in the repository before this push: nothing was uploaded."""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def descriptor(self) -> Descriptor:
+        """The blob as a manifest names it."""
+        return Descriptor(self.media_type, self.digest, self.size, dict(self.annotations))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def optional_int(value: object, name: str) -> int | None:
-    """An integer argument that may arrive templated as a string; None or "" means unset."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}") from None
+@dataclass(frozen=True)
+class ManifestResult:
+    """A manifest put into the repository, once per tag (or once, untagged)."""
+
+    registry_id: str
+    repository_name: str
+    image_digest: str
+    tags: list[str]
+    manifest_media_type: str
+    manifest_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "registry_id": self.registry_id,
+            "repository_name": self.repository_name,
+            "image_digest": self.image_digest,
+            "tags": list(self.tags),
+            "manifest_media_type": self.manifest_media_type,
+            "manifest_size": self.manifest_size,
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactPushResult(ManifestResult):
+    """An OCI artifact: its blobs, then its manifest."""
+
+    layers: list[BlobResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "layers": [layer.as_dict() for layer in self.layers]}
+
+
+@dataclass(frozen=True)
+class PushedBlob:
+    """A blob of an image, and whether ECR had it already."""
+
+    digest: str
+    size: int
+    media_type: str
+    skipped: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImagePushResult:
+    """An image (or an index and its children) read from an archive and put into ECR."""
+
+    registry_id: str
+    repository_name: str
+    image_digest: str
+    tags: list[str]
+    manifest_media_type: str
+    format: str
+    manifests: list[Manifest]
+    """Every manifest put, children first; the tagged one last."""
+    blobs: list[PushedBlob]
+
+    @property
+    def skipped(self) -> int:
+        """How many blobs ECR already had."""
+        return sum(1 for blob in self.blobs if blob.skipped)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "registry_id": self.registry_id,
+            "repository_name": self.repository_name,
+            "image_digest": self.image_digest,
+            "tags": list(self.tags),
+            "manifest_media_type": self.manifest_media_type,
+            "format": self.format,
+            "manifests": [{"digest": m.digest, "media_type": m.media_type, "size": m.size} for m in self.manifests],
+            "blobs": [blob.as_dict() for blob in self.blobs],
+        }

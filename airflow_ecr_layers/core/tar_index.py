@@ -14,10 +14,11 @@ import tarfile
 from dataclasses import dataclass
 
 from airflow_ecr_layers.core.errors import DigestMismatchError, EcrLayersError
+from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.sources import BlobSource, SliceSource
 
 INDEX_BLOCK = 64 * 1024
-MAX_SMALL_MEMBER = 8 * 1024 * 1024
+MAX_SMALL_MEMBER = 8 * MiB
 """The largest JSON member (manifest, index, config) read into memory."""
 
 

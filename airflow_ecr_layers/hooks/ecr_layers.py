@@ -1,4 +1,4 @@
-"""``EcrLayersHook``: the ECR layer-upload API on an Airflow AWS connection."""
+"""``EcrLayersHook``: the ECR layer-upload engine on an Airflow AWS connection."""
 
 from __future__ import annotations
 
@@ -6,24 +6,42 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from airflow_ecr_layers.core import fast_request
+from airflow_ecr_layers.core.calls import EcrCalls
+from airflow_ecr_layers.core.client import EcrClient
 from airflow_ecr_layers.core.retry import RetryPolicy
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.transfer import DEFAULT_READ_DEPTH, EcrTransfer
+
+_ENGINE_METHODS = frozenset({"upload_parts", "complete_upload", "push_blob", "put_manifest", "is_available"})
+_CALL_METHODS = frozenset(
+    {
+        "batch_check_layer_availability",
+        "repository_registry_id",
+        "initiate_layer_upload",
+        "upload_layer_part",
+        "complete_layer_upload",
+        "put_image",
+        "batch_get_image",
+        "describe_images",
+    }
+)
 
 
-class EcrLayersHook(EcrTransfer, AwsBaseHook):
+class EcrLayersHook(AwsBaseHook):
     """Interact with Amazon ECR's layer-upload API.
 
-    A thin hook over ``boto3.client("ecr")``: one method per ECR call
-    (``batch_check_layer_availability``, ``initiate_layer_upload``,
-    ``upload_layer_part``, ``complete_layer_upload``, ``put_image``,
-    ``batch_get_image``, ``describe_images``) returning small typed results, plus
-    the streaming upload loop (``upload_parts``, ``complete_upload``, ``push_blob``,
-    ``put_manifest``) that owns retry, resume and digest verification.
+    A thin hook over ``boto3.client("ecr")``, like the amazon provider's own: it builds
+    the upload engine (:attr:`engine`, an
+    :class:`~airflow_ecr_layers.core.transfer.EcrTransfer`) on its connection's client.
+    The engine holds the ECR calls (:attr:`calls`: ``batch_check_layer_availability``,
+    ``initiate_layer_upload``, ``upload_layer_part``, ``complete_layer_upload``,
+    ``put_image``, ``batch_get_image``, ``describe_images``, each returning a small typed
+    result) and owns the streaming upload loop (``upload_parts``, ``complete_upload``,
+    ``push_blob``, ``put_manifest``) with retry, resume and digest verification. Those
+    methods can also be called on the hook itself.
 
     Service errors are raised as :mod:`airflow_ecr_layers.core.errors` exceptions.
 
-    :param retry_policy: our retries on top of botocore's own (set botocore's with
+    :param retry_policy: our retries on top of botocore's (set botocore's with
         the connection's or operator's ``botocore_config``).
     :param read_depth: parts alive at once per layer (the one being sent included).
     :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
@@ -37,22 +55,37 @@ class EcrLayersHook(EcrTransfer, AwsBaseHook):
         self,
         *args: Any,
         retry_policy: RetryPolicy | None = None,
-        read_depth: int = 2,
+        read_depth: int = DEFAULT_READ_DEPTH,
         fast_upload: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs["client_type"] = "ecr"
         super().__init__(*args, **kwargs)
-        if retry_policy is not None:
-            self.retry_policy = retry_policy
+        self.retry_policy = retry_policy or RetryPolicy()
         self.read_depth = read_depth
         self.fast_upload = fast_upload
-        self._fast_client: Any = None
+        self._engine: EcrTransfer | None = None
 
     @property
-    def ecr_client(self) -> Any:
+    def engine(self) -> EcrTransfer:
+        """The transfer engine on this connection's ECR client (built once per client)."""
         client = self.conn
-        if self.fast_upload and client is not self._fast_client:
-            fast_request.install(client)
-            self._fast_client = client
-        return client
+        if self._engine is None or self._engine.calls.client is not client:
+            self._engine = EcrClient(
+                client, retry_policy=self.retry_policy, read_depth=self.read_depth, fast_upload=self.fast_upload
+            )
+        return self._engine
+
+    @property
+    def calls(self) -> EcrCalls:
+        """The ECR calls on this connection's client."""
+        return self.engine.calls
+
+    def __getattr__(self, name: str) -> Any:
+        # The engine's and the calls' methods on the hook itself, as before the engine
+        # was a part of the hook rather than its base class.
+        if name in _ENGINE_METHODS:
+            return getattr(self.engine, name)
+        if name in _CALL_METHODS:
+            return getattr(self.calls, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -8,12 +8,14 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY
+from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, check_max_concurrency
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
-from airflow_ecr_layers.core.results import optional_int
+from airflow_ecr_layers.core.results import ImagePushResult, ManifestResult
 from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
+from airflow_ecr_layers.core.transfer import EcrTransfer
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
+from airflow_ecr_layers.operators.xcom import optional_int
 
 
 class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
@@ -58,6 +60,11 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
     def _hook_parameters(self) -> dict[str, Any]:
         return {**super()._hook_parameters, "retry_policy": self.retry_policy, "fast_upload": self.fast_upload}
 
+    @property
+    def engine(self) -> EcrTransfer:
+        """The hook's transfer engine, on this operator's connection."""
+        return self.hook.engine
+
     def checked_registry_id(self) -> str | None:
         return validate_registry_id(self.registry_id)
 
@@ -73,26 +80,35 @@ class PublishesImage(EcrLayersBaseOperator):
     _lineage_inputs: list[str]
     _lineage_result: dict[str, Any] | None = None
 
-    def publish(self, context: Any, result: dict[str, Any], inputs: Sequence[str]) -> dict[str, Any]:
+    def publish(
+        self, context: Any, result: ManifestResult | ImagePushResult, inputs: Sequence[str]
+    ) -> dict[str, Any]:
+        """The XCom dict of ``result``, after filling the events of the outlets it is the image of.
+
+        An ``ecr://`` outlet gets the event only when it names the pushed repository in the
+        registry (account) and region pushed to.
+        """
         from airflow_ecr_layers.assets import SCHEME, parse_asset_uri
 
+        xcom = result.as_dict()
         self._lineage_inputs = [str(i) for i in inputs if i]
-        self._lineage_result = result
+        self._lineage_result = xcom
         events = context.get("outlet_events") if hasattr(context, "get") else None
+        pushed_to = (result.registry_id, self.engine.calls.client.meta.region_name, result.repository_name)
         for outlet in getattr(self, "outlets", None) or []:
             uri = getattr(outlet, "uri", "")
             if events is None or not uri.startswith(f"{SCHEME}://"):
                 continue
-            if parse_asset_uri(uri)[2] == result["repository_name"]:
+            if parse_asset_uri(uri) == pushed_to:
                 events[outlet].extra.update(
                     {
-                        "image_digest": result["image_digest"],
-                        "tags": list(result["tags"]),
-                        "manifest_media_type": result["manifest_media_type"],
-                        "registry_id": result["registry_id"],
+                        "image_digest": result.image_digest,
+                        "tags": list(result.tags),
+                        "manifest_media_type": result.manifest_media_type,
+                        "registry_id": result.registry_id,
                     }
                 )
-        return result
+        return xcom
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs: the object storage sources; output: the ECR repository."""
@@ -169,5 +185,5 @@ class StoragePushOperator(PublishesImage):
             "tags": validate_tags(self.tags),
             "registry_id": self.checked_registry_id(),
             "part_size": part_size,
-            "max_concurrency": optional_int(self.max_concurrency, "max_concurrency") or DEFAULT_MAX_CONCURRENCY,
+            "max_concurrency": check_max_concurrency(optional_int(self.max_concurrency, "max_concurrency")),
         }

@@ -56,11 +56,10 @@ class PushImageArchiveOperator(StoragePushOperator):
             self.image_ref or None,
             gzip_layers=bool(self.gzip_layers),
         )
-        result = push_image(self.hook, repository, plan, **settings)
-        skipped = sum(1 for blob in result["blobs"] if blob["skipped"])
+        result = push_image(self.engine, repository, plan, **settings)
         self.log.info(
             "Pushed %s (%s) to %s as %s: %d blobs, %d skipped, %d manifests",
-            self.source, plan.format, repository, result["image_digest"], len(result["blobs"]), skipped,
-            len(result["manifests"]),
+            self.source, plan.format, repository, result.image_digest, len(result.blobs), result.skipped,
+            len(result.manifests),
         )
         return self.publish(context, result, [str(self.source)])

@@ -10,22 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_ecr_layers.core.artifact import put_artifact_manifest
-from airflow_ecr_layers.core.calls import UploadSession
 from airflow_ecr_layers.core.limits import validate_repository_name
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
 from airflow_ecr_layers.core.planning import validate_part_size
-from airflow_ecr_layers.core.results import optional_int, require
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
+from airflow_ecr_layers.operators.xcom import descriptor_of, optional_int, require, upload_session
 
 Context = Any
-
-
-def _session(upload: object, what: str) -> UploadSession:
-    checked = require(upload, what, registry_id=str, repository_name=str, upload_id=str, part_size=int)
-    return UploadSession(
-        checked["registry_id"], checked["repository_name"], checked["upload_id"], checked["part_size"]
-    )
 
 
 class InitiateLayerUploadOperator(EcrLayersBaseOperator):
@@ -43,7 +35,7 @@ class InitiateLayerUploadOperator(EcrLayersBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         repository = validate_repository_name(self.repository_name)
-        session = self.hook.initiate_layer_upload(repository, self.checked_registry_id())
+        session = self.engine.calls.initiate_layer_upload(repository, self.checked_registry_id())
         self.log.info("Started upload %s in %s (part size %d)", session.upload_id, repository, session.part_size)
         return session.as_dict()
 
@@ -92,13 +84,13 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
         self.expected_digest = expected_digest
 
     def execute(self, context: Context) -> dict[str, Any]:
-        session = _session(self.upload, "upload (the InitiateLayerUpload result)")
+        session = upload_session(self.upload, "upload (the InitiateLayerUpload result)")
         part_size = optional_int(self.part_size, "part_size")
         if part_size is not None:
             validate_part_size(part_size)
         media_type = validate_media_type(self.media_type, "media_type")
         source = open_source(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
-        uploaded = self.hook.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
+        uploaded = self.engine.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
         return {
             **uploaded.as_dict(),
             "media_type": media_type,
@@ -123,9 +115,9 @@ class CompleteLayerUploadOperator(EcrLayersBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         what = "upload (the UploadLayerParts result)"
-        session = _session(self.upload, what)
+        session = upload_session(self.upload, what)
         parts = require(self.upload, what, digest=str, size=int)
-        existed = self.hook.complete_upload(session, parts["digest"], parts["size"])
+        existed = self.engine.complete_upload(session, parts["digest"], parts["size"])
         self.log.info("Layer %s (%d bytes) is in %s", parts["digest"], parts["size"], session.repository_name)
         return {
             "registry_id": session.registry_id,
@@ -187,11 +179,11 @@ class PutImageOperator(PublishesImage):
     def execute(self, context: Context) -> dict[str, Any]:
         layers = [self.layers] if isinstance(self.layers, Mapping) else list(self.layers)
         result = put_artifact_manifest(
-            self.hook,
+            self.engine,
             validate_repository_name(self.repository_name),
-            layers,
+            [descriptor_of(layer) for layer in layers],
             tags=[self.tags] if isinstance(self.tags, str) else list(self.tags or []),
-            config=self.config,
+            config=descriptor_of(self.config) if self.config else None,
             artifact_type=self.artifact_type,
             annotations=self.annotations,
             registry_id=self.checked_registry_id(),

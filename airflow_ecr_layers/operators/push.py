@@ -71,7 +71,7 @@ class PushArtifactOperator(StoragePushOperator):
             for src in sources
         ]
         result = push_artifact(
-            self.hook,
+            self.engine,
             self.repository_name,
             layers,
             artifact_type=self.artifact_type,
@@ -81,6 +81,6 @@ class PushArtifactOperator(StoragePushOperator):
         )
         self.log.info(
             "Pushed %s:%s as %s (%d layers)",
-            self.repository_name, ",".join(result["tags"]) or "<untagged>", result["image_digest"], len(layers),
+            self.repository_name, ",".join(result.tags) or "<untagged>", result.image_digest, len(layers),
         )
         return self.publish(context, result, [source.name for source in sources])

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.triggers.base import ERROR, FAILED, SUCCESS, EcrProbeTrigger
-from airflow_ecr_layers.triggers.probes import require_image_selector
+from airflow_ecr_layers.core.probes import require_image_selector
 
 Context = Any
 

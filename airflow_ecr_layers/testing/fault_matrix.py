@@ -42,6 +42,7 @@ from botocore.config import Config
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.client import EcrClient
 from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR, OCI_MANIFEST
 from airflow_ecr_layers.core.retry import RetryPolicy
 from airflow_ecr_layers.core.sources import BytesSource
@@ -62,7 +63,6 @@ __all__ = [
     "summary_line",
 ]
 
-MiB = 1024 * 1024
 TAG = "v1"
 FAST_RETRY_POLICY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.25, max_total_seconds=30.0, max_restarts=2)
 """Our retries in the matrix: the same bounds as in production, with short waits."""
@@ -241,7 +241,9 @@ def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixCo
     try:
         api = EcrClient(client, retry_policy=config.retry_policy)
         layer = LayerSpec(BytesSource(data, "fault-matrix-artifact"), OCI_LAYER_TAR, title="artifact.bin")
-        return push_artifact(api, repository_name, [layer], tags=[TAG], part_size=config.part_size, max_concurrency=1)
+        return push_artifact(
+            api, repository_name, [layer], tags=[TAG], part_size=config.part_size, max_concurrency=1
+        ).as_dict()
     finally:
         client.close()
 

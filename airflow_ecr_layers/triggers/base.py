@@ -1,4 +1,4 @@
-"""``EcrProbeTrigger``: poll a :class:`~airflow_ecr_layers.triggers.probes.Probe` with aiobotocore."""
+"""``EcrProbeTrigger``: poll a :class:`~airflow_ecr_layers.core.probes.Probe` with aiobotocore."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_ecr_layers.core.errors import EcrLayersError
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
-from airflow_ecr_layers.triggers.probes import ImageRef, Probe
+from airflow_ecr_layers.core.probes import ImageRef, Probe
 
 SUCCESS = "success"
 """Event status: the wait is over; ``value`` holds the result."""

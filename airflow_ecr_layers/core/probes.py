@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.core.calls import translate_client_error
-from airflow_ecr_layers.core.errors import EcrServiceError, InvalidInputError
+from airflow_ecr_layers.core.errors import EcrServiceError, InvalidInputError, QuotaExceededError
 from airflow_ecr_layers.core.limits import (
     validate_digest,
     validate_registry_id,
@@ -210,9 +210,7 @@ class ScanProbe(Probe):
                 return Poll(waiting_for=f"a scan of {self.image} (none started; start_scan is off)")
             try:
                 yield "start_image_scan", params
-            except EcrServiceError as refused:
-                if refused.code != "LimitExceededException":
-                    raise
+            except QuotaExceededError as refused:
                 # not throttling here: basic scanning allows one scan per image per 24 hours
                 raise ScanFailedError(
                     str(self.image),
