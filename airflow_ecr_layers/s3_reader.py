@@ -23,7 +23,7 @@ import io
 from typing import Any
 
 import aiohttp
-from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 from fsspec.asyn import sync
 
 from airflow_ecr_layers.core.errors import SourceError
@@ -128,8 +128,8 @@ class S3RangeReader(io.RawIOBase):
                 **self._version,
                 **conditions,
             )
-        except OSError as exc:
-            if self._etag and "PreconditionFailed" in f"{exc} {exc.__cause__}":
+        except (OSError, ClientError) as exc:
+            if self._etag and _precondition_failed(exc):
                 raise SourceError(
                     f"{self.name} changed while it was being read (its ETag is no longer {self._etag}); "
                     "nothing was completed from it"
@@ -149,6 +149,23 @@ class S3RangeReader(io.RawIOBase):
         finally:
             body.close()
         return got
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3 refusing a request's condition (here: If-Match): error code
+    ``PreconditionFailed`` or HTTP status 412, read from botocore's ``ClientError``.
+
+    s3fs's ``_call_s3`` raises its translation of a ``ClientError`` (an :class:`OSError`,
+    by error code) with the ``ClientError`` itself as ``__cause__``; the message, S3's
+    own words, decides nothing.
+    """
+    for error in (exc, exc.__cause__):
+        if isinstance(error, ClientError):
+            response = error.response or {}
+            code = response.get("Error", {}).get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code == "PreconditionFailed" or status == 412
+    return False
 
 
 class _BrokenBody(Exception):

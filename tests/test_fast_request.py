@@ -14,6 +14,8 @@ import hmac
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -296,6 +298,107 @@ def test_a_buffer_still_viewed_elsewhere_is_not_reused() -> None:
     assert bytes(second) == b'{"b": "' + base64.b64encode(blob) + b'", "c": 1}'
     view.release()
     assert fast_request.splice_blob(b'{"b": "T"}', b'"T"', blob[:3000]) is second
+
+
+# -- choosing the encoder at import ------------------------------------------------------
+def _faulty(fault: str) -> fast_request.EncodeInto:
+    """A base64 writer with one kind of fault (binascii's output, then spoiled)."""
+
+    def encode_into(out: bytearray, position: int, blob: Any) -> int:
+        if fault == "raises":
+            raise OSError("base64_encode is gone")
+        text = bytearray(base64.b64encode(bytes(blob)))
+        if fault == "wrong-bytes":
+            text[len(text) // 2] = ord("A") if text[len(text) // 2] != ord("A") else ord("B")
+        elif fault == "padding-of-two-left-over" and len(blob) % 3 == 2:
+            text[-1] = ord("A")
+        start = 0 if fault == "ignores-position" else position
+        out[start : start + len(text)] = text
+        end = start + len(text)
+        if fault == "writes-past-its-terminator":
+            out[end : end + 3] = b"\0\0\0"
+        if fault == "wrong-end":
+            end -= 1
+        return end
+
+    return encode_into
+
+
+FAULTS = ["raises", "wrong-bytes", "padding-of-two-left-over", "ignores-position",
+          "writes-past-its-terminator", "wrong-end"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_an_encoder_that_disagrees_with_binascii_is_passed_over(
+    fault: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(fast_request, "_libbase64_encoder", lambda: _faulty(fault))
+    candidates = fast_request.encoders()
+    assert next(iter(candidates)) == "libbase64"
+    with caplog.at_level("WARNING"):
+        name, chosen = fast_request.choose_encoder(candidates)
+    assert name == list(candidates)[1]  # the next one in the order of preference
+    assert chosen is candidates[name]
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "libbase64" in caplog.text
+    monkeypatch.setattr(fast_request, "_ENCODE_INTO", chosen)
+    data = pattern_bytes(MIN_PART_SIZE + 2, seed=5)
+    stock, fast = _both_ways(data, first=7)
+    assert fast.body == stock.body
+    assert fast.fields()["layerPartBlob"].encode() == base64.b64encode(data)
+
+
+def test_no_encoder_agreeing_leaves_binascii(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        name, chosen = fast_request.choose_encoder({"first": _faulty("raises"), "second": _faulty("wrong-bytes")})
+    assert name == "binascii"
+    assert len(caplog.records) == 2 and "first" in caplog.records[0].getMessage()
+    assert "second" in caplog.records[1].getMessage()
+    blob = pattern_bytes(3001, seed=2)
+    out = bytearray(10 + len(base64.b64encode(blob)))
+    assert chosen(out, 10, blob) == len(out) and out[10:] == base64.b64encode(blob)
+
+
+def test_every_encoder_here_passes_the_check_and_the_first_is_used(caplog: pytest.LogCaptureFixture) -> None:
+    candidates = fast_request.encoders()
+    with caplog.at_level("WARNING"):
+        for name, encoder in candidates.items():
+            assert fast_request.choose_encoder({name: encoder}) == (name, encoder)
+    assert not caplog.records
+    assert fast_request._ENCODER_NAME == next(iter(candidates))
+
+
+_IMPORT_WITH_A_WRONG_LIBBASE64 = r"""
+import base64, ctypes
+
+class WrongEncode:
+    "libbase64's base64_encode as a future pybase64 might export it: one character off."
+    argtypes = restype = None
+
+    def __call__(self, source, size, out, written, flags):
+        text = bytearray(base64.b64encode(ctypes.string_at(source, size)))
+        text[len(text) // 2] = ord("A") if text[len(text) // 2] != ord("A") else ord("B")
+        ctypes.memmove(out, bytes(text), len(text))
+        written._obj.value = len(text)
+
+class CDLL(ctypes.CDLL):
+    def __getattr__(self, name):
+        return WrongEncode() if name == "base64_encode" else super().__getattr__(name)
+
+ctypes.CDLL = CDLL
+from airflow_ecr_layers.core import fast_request
+
+blob = bytes(range(256)) * 40 + b"xy"
+body = fast_request.splice_blob(b'{"b": "T", "c": 1}', b'"T"', blob)
+print("same" if bytes(body) == b'{"b": "' + base64.b64encode(blob) + b'", "c": 1}' else "different")
+"""
+
+
+def test_import_passes_over_a_libbase64_that_encodes_wrong() -> None:
+    done = subprocess.run([sys.executable, "-c", _IMPORT_WITH_A_WRONG_LIBBASE64], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "same", done.stderr
+    assert "libbase64" in done.stderr  # the warning names the encoder passed over
 
 
 # -- against moto's (strict) ECR ---------------------------------------------------------------

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -122,12 +123,16 @@ class CuttingProxy:
     apart, so the client is reading the body (not still parsing the head) when the
     close arrives: aiohttp drops bytes it has buffered but not yet handed out once
     the connection has failed, and the reader can only resume from bytes it got.
+
+    With ``answer`` (a status and a body), ranged GETs are not forwarded at all: each
+    gets that response, as S3 would send an error.
     """
 
     upstream: str
     keep: int
     cuts: int = 1
     linger: float = 0.3
+    answer: tuple[int, bytes] | None = None
     seen: list[Seen] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
@@ -182,6 +187,13 @@ class CuttingProxy:
         method, target, _ = request_line.split(" ", 2)
         lowered = {n.lower(): v for n, v in request_headers}
         body = _read_exactly(client, pending, int(lowered.get("content-length", "0")))
+        if self.answer is not None and method == "GET" and "range" in lowered:
+            with self._lock:
+                self.seen.append(Seen(method, target, lowered, cut=False))
+            status, answer = self.answer
+            headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(answer)))]
+            client.sendall(_build_head(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", headers) + answer)
+            return
 
         with socket.create_connection(self._upstream_addr, timeout=10) as upstream:
             upstream.sendall(_build_head(request_line, request_headers) + body)
@@ -214,12 +226,12 @@ class CuttingProxy:
 
 @pytest.fixture
 def via_proxy(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[CuttingProxy, str]]]:
-    """``make(keep, cuts)``: a started :class:`CuttingProxy` to moto and the id of a fresh
-    Airflow connection whose ``endpoint_url`` is the proxy."""
+    """``make(keep, cuts, answer)``: a started :class:`CuttingProxy` to moto and the id of a
+    fresh Airflow connection whose ``endpoint_url`` is the proxy."""
     proxies: list[CuttingProxy] = []
 
-    def make(keep: int, cuts: int = 1) -> tuple[CuttingProxy, str]:
-        proxy = CuttingProxy(aws.endpoint_url, keep=keep, cuts=cuts).__enter__()
+    def make(keep: int, cuts: int = 1, answer: tuple[int, bytes] | None = None) -> tuple[CuttingProxy, str]:
+        proxy = CuttingProxy(aws.endpoint_url, keep=keep, cuts=cuts, answer=answer).__enter__()
         proxies.append(proxy)
         # a new id each time: Airflow caches one filesystem per protocol and connection id
         conn_id = f"s3_proxy_{uuid.uuid4().hex[:12]}"
@@ -441,6 +453,49 @@ def test_an_unchanged_object_reads_on_with_if_match(put_object: Any) -> None:
     handle = _open_reader(open_source(put_object("steady.bin", data), "aws_default"))
     chunks = [_readinto(handle, 30_000) for _ in range(-(-SIZE // 30_000))]
     assert b"".join(chunks) == data
+
+
+def _s3_error(code: str, message: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (412, _s3_error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")),
+        (412, b""),  # no error document: botocore makes the code "412", the message "Precondition Failed"
+    ],
+    ids=["code", "bare-412"],
+)
+def test_a_failed_if_match_is_told_by_its_code_or_status(
+    status: int, body: bytes, put_object: Any, via_proxy: Callable[..., tuple[CuttingProxy, str]]
+) -> None:
+    url = put_object("refused.bin", pattern_bytes(SIZE, seed=10))
+    proxy, conn_id = via_proxy(keep=0, answer=(status, body))
+    handle = _open_reader(open_source(url, conn_id))
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        handle.readinto(bytearray(1000))
+    assert [g.headers.get("if-match") is not None for g in proxy.ranged_gets()] == [True]
+    assert not proxy.errors, proxy.errors
+
+
+def test_another_error_that_mentions_precondition_failed_is_not_a_change(
+    put_object: Any, via_proxy: Callable[..., tuple[CuttingProxy, str]]
+) -> None:
+    """Only S3's code (or status 412) says the If-Match failed, not the words of a message."""
+    url = put_object("denied.bin", pattern_bytes(SIZE, seed=11))
+    message = "Access denied by bucket policy statement PreconditionFailedGuard"
+    proxy, conn_id = via_proxy(keep=0, answer=(403, _s3_error("AccessDenied", message)))
+    handle = _open_reader(open_source(url, conn_id))
+    with pytest.raises(OSError) as caught:
+        handle.readinto(bytearray(1000))
+    assert not isinstance(caught.value, SourceError), caught.value
+    assert isinstance(caught.value, PermissionError)  # s3fs's translation of AccessDenied, passed on
+    assert caught.value.__cause__.response["Error"]["Code"] == "AccessDenied"
+    assert len(proxy.ranged_gets()) == 1 and not proxy.errors
 
 
 # --- 5. the part reader on top --------------------------------------------------------

@@ -43,6 +43,12 @@ its call (botocore does not; a test hook that captures bodies must copy them),
 and a thread that has sent a part keeps one body-sized buffer until it exits or
 calls :func:`release_buffer`.
 
+libbase64's ``base64_encode`` is a private entry point of pybase64's extension (hence
+the ``<2`` bound on pybase64): at import, :func:`choose_encoder` has each writer in
+that order of preference encode a small sample at an offset into a buffer, compares
+the result with :mod:`binascii`'s, and passes over (with a warning) any writer that
+disagrees, writes outside its room or raises.
+
 Everything else is botocore's own: client, endpoint, retries, signer, parsing.
 Blobs that are not ``bytes``, ``bytearray`` or ``memoryview`` are left to botocore untouched.
 """
@@ -51,14 +57,26 @@ from __future__ import annotations
 
 import binascii
 import ctypes
+import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-__all__ = ["EncodeInto", "FastUploadError", "encoders", "install", "release_buffer", "splice_blob", "uninstall"]
+__all__ = [
+    "EncodeInto",
+    "FastUploadError",
+    "choose_encoder",
+    "encoders",
+    "install",
+    "release_buffer",
+    "splice_blob",
+    "uninstall",
+]
+
+log = logging.getLogger("airflow_ecr_layers")
 
 OPERATION = "UploadLayerPart"
 BLOB_PARAM = "layerPartBlob"
@@ -196,18 +214,74 @@ def _openssl_encoder() -> EncodeInto | None:
     return _c_encoder(encode, terminator=1)  # it writes a NUL after the text
 
 
+def _binascii_encoder() -> EncodeInto:
+    return _chunked_encoder(partial(binascii.b2a_base64, newline=False), _BINASCII_CHUNK)
+
+
 def encoders() -> dict[str, EncodeInto]:
     """The base64 writers available here, fastest first (all but ``binascii`` may be missing)."""
     found = {
         "libbase64": _libbase64_encoder(),
         "pybase64": _pybase64_encoder(),
         "openssl": _openssl_encoder(),
-        "binascii": _chunked_encoder(partial(binascii.b2a_base64, newline=False), _BINASCII_CHUNK),
+        "binascii": _binascii_encoder(),
     }
     return {name: encoder for name, encoder in found.items() if encoder is not None}
 
 
-_ENCODE_INTO: EncodeInto = next(iter(encoders().values()))
+# -- checking a writer against binascii ----------------------------------------------------
+_CHECK_SAMPLE = bytes(range(256))[::-1] + bytes(range(0, 256, 5))
+"""308 bytes of every value: sliced to 308, 304 and 300 bytes (two, one and no bytes left over)."""
+_CHECK_FILL = 0xA5
+"""What the check buffer holds around the text: neither a base64 character nor NUL."""
+_CHECK_ROOM = 8
+"""Bytes of room after the text: a writer may put one NUL there, and must leave the rest."""
+
+
+def _check_cases() -> tuple[tuple[Blob, int], ...]:
+    """``(blob, position)``: each type of blob, each remainder modulo 3, odd and even positions."""
+    return (
+        (_CHECK_SAMPLE, 1),
+        (bytearray(_CHECK_SAMPLE[:304]), 2),
+        (memoryview(_CHECK_SAMPLE)[:300], 5),
+    )
+
+
+def _agrees_with_binascii(encode_into: EncodeInto) -> bool:
+    """Whether ``encode_into`` writes binascii's base64 of each case where asked, returns the
+    right end and leaves the buffer alone outside the text but for one optional NUL after it."""
+    for blob, position in _check_cases():
+        expected = binascii.b2a_base64(blob, newline=False)
+        fill = bytes([_CHECK_FILL])
+        out = bytearray(fill * (position + len(expected) + _CHECK_ROOM))
+        end = encode_into(out, position, blob)
+        if not (
+            end == position + len(expected)
+            and out[position:end] == expected
+            and out[:position] == fill * position
+            and out[end] in (0, _CHECK_FILL)
+            and out[end + 1 :] == fill * (_CHECK_ROOM - 1)
+        ):
+            return False
+    return True
+
+
+def choose_encoder(candidates: Mapping[str, EncodeInto]) -> tuple[str, EncodeInto]:
+    """The first of ``candidates`` (named, in order of preference) that agrees with binascii
+    on a small sample, and its name. Each one passed over, because it disagreed or raised,
+    is logged as a warning; when none agrees, binascii's own writer."""
+    for name, encode_into in candidates.items():
+        try:
+            if _agrees_with_binascii(encode_into):
+                return name, encode_into
+            reason = "its base64 of a test sample differs from binascii's"
+        except Exception as error:  # a C entry point that moved, changed its signature, ...
+            reason = f"it raised {error!r} on a test sample"
+        log.warning("fast UploadLayerPart: not using the %s base64 encoder: %s", name, reason)
+    return "binascii", _binascii_encoder()
+
+
+_ENCODER_NAME, _ENCODE_INTO = choose_encoder(encoders())
 
 
 # -- the body buffer each thread reuses --------------------------------------------------

@@ -1,7 +1,7 @@
 """Make moto's ECR enforce the layer-upload contract of the real service.
 
-moto 5.2.5 implements the layer-upload calls but lets a lot slide (see
-``/work/shared/ECR-CONTRACT.md``): part sizes, the client's layer digest,
+moto 5.2.5 implements the layer-upload calls but lets a lot slide that the ECR
+service contract enforces: part sizes, the client's layer digest,
 ``LayerAlreadyExists``/``EmptyUpload``, the image digest of ``PutImage`` and the
 existence of the blobs an image references. :func:`install` patches
 :class:`moto.ecr.models.ECRBackend` in-process so that every backend (a
