@@ -49,7 +49,7 @@ from image_builders import (
 )
 
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
-from airflow_ecr_layers.core.gzip_source import GzipSource
+from airflow_ecr_layers.core.gzip_streams import GzipSource
 from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError

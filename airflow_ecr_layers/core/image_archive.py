@@ -9,7 +9,6 @@ missing blobs, declared sizes, media types, and the digests of the metadata read
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -17,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_ecr_layers.core.errors import InvalidInputError
-from airflow_ecr_layers.core.limits import validate_digest
-from airflow_ecr_layers.core.gzip_source import GzipSource
+from airflow_ecr_layers.core.gzip_streams import GzipSource
+from airflow_ecr_layers.core.limits import MiB, validate_digest
 from airflow_ecr_layers.core.manifest import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -33,7 +32,7 @@ from airflow_ecr_layers.core.manifest import (
     sha256_digest,
     validate_media_type,
 )
-from airflow_ecr_layers.core.sources import BlobSource
+from airflow_ecr_layers.core.sources import BlobSource, hash_and_count
 from airflow_ecr_layers.core.tar_index import HostileArchiveError, read_verified
 
 IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
@@ -278,7 +277,7 @@ def load_docker_save(reader: ArchiveReader, image_ref: str | None = None, *, gzi
         if digest is None and compression == "" and position < len(diff_ids):
             digest = validate_digest(diff_ids[position], "diff id")
         if digest is None:
-            digest = hash_source(source)
+            digest = hash_and_count(source, 8 * MiB)[1]
         media_type = DOCKER_LAYER_GZIP if gzip_layers else OCI_LAYER_TAR + compression
         plan.add_blob(BlobRef(digest, source.size, media_type, source))
         layers.append({"mediaType": media_type, "digest": digest, "size": source.size})
@@ -310,12 +309,3 @@ def _compression(source: BlobSource) -> str:
         if head.startswith(magic):
             return suffix
     return ""
-
-
-def hash_source(source: BlobSource, block: int = 8 * 1024 * 1024) -> str:
-    """sha256 of a source, streamed (for layers whose digest the archive does not say)."""
-    digest = hashlib.sha256()
-    with source.open_at(0, block) as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
