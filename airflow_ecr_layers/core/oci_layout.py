@@ -45,30 +45,57 @@ def load_oci_layout(reader: ArchiveReader, image_ref: str | None = None) -> Imag
             _walk(reader, plan, entry)
         plan.add_manifest(encode_index_as_is(index_bytes, index))
     else:
-        top = _walk(reader, plan, _select(entries, image_ref, f"{reader.name}: index.json")[0])
+        top = _walk(reader, plan, _select(entries, image_ref, f"{reader.name}: index.json"))
         plan.manifests.remove(top)
         plan.manifests.append(top)
     return plan
 
 
-def _select(entries: list[dict[str, Any]], image_ref: str | None, where: str) -> list[dict[str, Any]]:
+def _select(entries: list[dict[str, Any]], image_ref: str | None, where: str) -> dict[str, Any]:
+    """The one index.json entry ``image_ref`` names (by ref name or containerd name).
+
+    With no ``image_ref``, the only entry. Entries that share the name but not the
+    digest are refused, never settled by taking the first: they are listed instead.
+    """
+
     def names(entry: dict[str, Any]) -> set[str]:
         annotations = entry.get("annotations") or {}
         return {v for k, v in annotations.items() if k in (REF_NAME, CONTAINERD_NAME)}
 
+    def all_names() -> list[str]:
+        return sorted(n for e in entries for n in names(e))
+
     if image_ref is None:
         if len(entries) == 1:
-            return entries
-        refs = sorted(n for e in entries for n in names(e))
+            return entries[0]
         raise InvalidInputError(
-            f"{where} holds {len(entries)} images; choose one with image_ref (one of {refs}) "
+            f"{where} holds {len(entries)} images; choose one with image_ref (one of {all_names()}) "
             f"or image_ref={WHOLE_INDEX!r} for the whole index"
         )
-    chosen = [e for e in entries if image_ref in names(e)]
+    chosen: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if image_ref in names(entry):
+            chosen.setdefault(str(entry.get("digest")), entry)  # one manifest listed twice is no ambiguity
     if not chosen:
-        refs = sorted(n for e in entries for n in names(e))
-        raise InvalidInputError(f"{where} has no image named {image_ref!r}; it has {refs}")
-    return chosen
+        raise InvalidInputError(f"{where} has no image named {image_ref!r}; it has {all_names()}")
+    if len(chosen) > 1:
+        matches = ", ".join(digest + _platform(entry) for digest, entry in chosen.items())
+        raise InvalidInputError(
+            f"image_ref {image_ref!r} is ambiguous: {where} gives that name to {len(chosen)} different images: "
+            f"{matches}; choose one by a name only it has (the names are {sorted(set(all_names()))}) "
+            f"or image_ref={WHOLE_INDEX!r} for the whole index"
+        )
+    return next(iter(chosen.values()))
+
+
+def _platform(descriptor: dict[str, Any]) -> str:
+    """`` (os/architecture[/variant])`` when the descriptor says its platform, else ``""``."""
+    platform = descriptor.get("platform")
+    if not isinstance(platform, dict):
+        return ""
+    parts = [platform.get(key) for key in ("os", "architecture", "variant")]
+    named = [part for part in parts if isinstance(part, str) and part]
+    return f" ({'/'.join(named)})" if named else ""
 
 
 def encode_index_as_is(data: bytes, index: dict[str, Any]) -> Manifest:
