@@ -7,7 +7,7 @@ from typing import BinaryIO
 from airflow.sdk import ObjectStoragePath
 
 from airflow_ecr_layers.core.errors import SourceError
-from airflow_ecr_layers.core.gunzip import GunzipSource, is_gzip
+from airflow_ecr_layers.core.gzip_streams import GunzipSource, is_gzip
 from airflow_ecr_layers.core.image_archive import ArchiveReader, DirectoryLayout
 from airflow_ecr_layers.core.sources import BlobSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize

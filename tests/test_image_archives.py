@@ -30,6 +30,7 @@ from image_builders import (
     OCI_INDEX,
     OCI_LAYER,
     OCI_MANIFEST,
+    REF_NAME,
     CraftedLayout,
     MiB,
     TarEntry,
@@ -49,7 +50,7 @@ from image_builders import (
 )
 
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
-from airflow_ecr_layers.core.gzip_source import GzipSource
+from airflow_ecr_layers.core.gzip_streams import GzipSource
 from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError
@@ -679,3 +680,70 @@ def test_layout_directory_with_a_symlinked_blob_is_refused(
     _nothing_tagged(ecr, repo)
     total = stats.total()
     assert (total.initiate_layer_upload_calls, total.upload_layer_part_calls, total.put_image_calls) == (0, 0, 0)
+
+
+# --- an ambiguous image_ref ---------------------------------------------------------------
+
+def _layout_naming(ref: str, *, same_manifest: bool) -> tuple[list[TarEntry], list[str]]:
+    """An OCI layout whose index.json has two entries both named ``ref``, and their digests.
+
+    Two different manifests (the first with a platform, the second without) unless
+    ``same_manifest``: then the one manifest twice (containerd exports an image under
+    each of its names, every entry with the same short ref name).
+    """
+    first = _crafted()
+    second = first if same_manifest else CraftedLayout(first.config.replace(b'"amd64"', b'"arm64"'), first.layers)
+    descriptors = []
+    for layout, platform in ((first, {"platform": {"os": "linux", "architecture": "amd64"}}), (second, {})):
+        manifest = layout.manifest()
+        descriptors.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": sha256(manifest),
+                "size": len(manifest),
+                "annotations": {REF_NAME: ref},
+                **platform,
+            }
+        )
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}).encode()
+    entries = [
+        TarEntry("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        TarEntry("index.json", index),
+        TarEntry("blobs", kind="dir"),
+        TarEntry("blobs/sha256", kind="dir"),
+        *(TarEntry(name, data) for name, data in {**first.blob_names(), **second.blob_names()}.items()),
+    ]
+    return entries, [d["digest"] for d in descriptors]
+
+
+def test_an_ambiguous_image_ref_is_refused_and_nothing_is_written(
+    tmp_path: Path, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
+) -> None:
+    entries, (amd, other) = _layout_naming("v1", same_manifest=False)
+    assert amd != other
+    archive = write_tar(tmp_path / "ambiguous.oci.tar", entries)
+    source = _upload(s3, bucket, archive, "ambiguous/ambiguous.oci.tar")
+
+    with pytest.raises(InvalidInputError) as caught:
+        _push(source, repo, image_ref="v1")
+
+    message = str(caught.value)
+    assert "image_ref 'v1' is ambiguous" in message
+    assert f"{amd} (linux/amd64)" in message and other in message
+    _nothing_tagged(ecr, repo)
+    total = stats.total()
+    assert (total.initiate_layer_upload_calls, total.upload_layer_part_calls, total.put_image_calls) == (0, 0, 0)
+
+
+def test_one_manifest_listed_twice_under_the_same_name_is_not_ambiguous(
+    tmp_path: Path, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
+) -> None:
+    entries, (digest, again) = _layout_naming("v1", same_manifest=True)
+    assert digest == again
+    archive = write_tar(tmp_path / "twice.oci.tar", entries)
+    source = _upload(s3, bucket, archive, "twice/twice.oci.tar")
+
+    result = _push(source, repo, image_ref="v1")
+
+    assert result["image_digest"] == digest
+    assert _stored(ecr, repo, {"imageTag": "v1"})[1] == digest

@@ -1,11 +1,19 @@
-"""What a blob is read from: anything that can be opened at a byte offset."""
+"""What a blob is read from: anything that can be opened at a byte offset.
+
+The :class:`BlobSource` protocol, its plain implementations (bytes, a local file, a
+slice of another source), and :func:`hash_and_count`, the one streaming pass that
+measures a source whose size or digest is not known up front.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
+
+from airflow_ecr_layers.core.limits import MiB
 
 
 @runtime_checkable
@@ -72,3 +80,17 @@ class SliceSource:
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         return self.parent.open_at(self.offset + offset, block_size)
+
+
+def hash_and_count(source: BlobSource, block_size: int = MiB) -> tuple[int, str]:
+    """``(size, "sha256:<hex>")`` of the bytes ``source`` yields, read in ``block_size`` blocks.
+
+    One streaming pass: nothing is held beyond one block, so it suits sources whose
+    bytes are produced on the fly (compressed, decompressed) or too large for memory.
+    """
+    digest, size = hashlib.sha256(), 0
+    with source.open_at(0, block_size) as handle:
+        while chunk := handle.read(block_size):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, "sha256:" + digest.hexdigest()
