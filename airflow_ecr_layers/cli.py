@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("reference", metavar="REPOSITORY[:TAG]")
     archive.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
     archive.add_argument("--image-ref", help="which image of a multi-image archive ('*' = the whole index)")
-    archive.add_argument("--gzip-layers", action="store_true",
-                         help="docker-save: gzip layers on the fly into a Docker v2 schema 2 image")
+    archive.add_argument(
+        "--gzip-layers", action="store_true", help="docker-save: gzip layers on the fly into a Docker v2 schema 2 image"
+    )
     archive.add_argument("--registry-id", help="12-digit account id of the registry")
     archive.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     archive.set_defaults(run=cmd_push_archive)
@@ -155,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
             result = args.run(args)

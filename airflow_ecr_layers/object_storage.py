@@ -8,7 +8,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_ecr_layers.core.errors import SourceError
 from airflow_ecr_layers.core.gzip_streams import GunzipSource, is_gzip
-from airflow_ecr_layers.core.image_archive import ArchiveReader, DirectoryLayout
+from airflow_ecr_layers.core.image_plan import ArchiveReader, DirectoryLayout
 from airflow_ecr_layers.core.sources import BlobSource
 from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize
 from airflow_ecr_layers.s3_reader import S3RangeReader, is_s3fs
@@ -56,7 +56,7 @@ class ObjectStorageSource:
         handle = self.path.open("rb", block_size=block_size, cache_type="none")
         if offset:
             handle.seek(offset)
-        return handle  # type: ignore[no-any-return]
+        return handle
 
 
 def to_path(
@@ -94,9 +94,7 @@ def open_source(
         raise SourceError(f"Source {str(path)!r} is a directory, not a file")
     found = ObjectStorageSource(path)
     if found.size == 0:
-        raise SourceError(
-            f"Source {str(path)!r} is empty (0 bytes): ECR cannot store an empty layer, so it is refused"
-        )
+        raise SourceError(f"Source {str(path)!r} is empty (0 bytes): ECR cannot store an empty layer, so it is refused")
     return found
 
 

@@ -446,8 +446,12 @@ def run(sizes: Sizes) -> str:
         service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
         service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
         service(
-            sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE),
-            "--part-delay-ms", str(PART_DELAY_MS),
+            sys.executable,
+            str(ROOT / "benchmarks" / "sink.py"),
+            "--part-size",
+            str(PART_SIZE),
+            "--part-delay-ms",
+            str(PART_DELAY_MS),
         ) as slow_sink,
     ):
         configure_environment(moto.url, sink.url, slow_sink.url)
@@ -485,10 +489,12 @@ def print_memory(sizes: Sizes, small: dict[str, float], large: dict[str, float])
     for size, found in ((sizes.rss_small, small), (sizes.rss_large, large)):
         print(
             f"{size // MiB:>12} {found['baseline'] / MiB:>13.1f} {found['peak'] / MiB:>9.1f} "
-            f"{found['growth'] / MiB:>11.1f} {found['growth'] / PART_SIZE:>6.2f} {mib_per_s(size, found['seconds']):>7.1f}"
+            f"{found['growth'] / MiB:>11.1f} {found['growth'] / PART_SIZE:>6.2f} "
+            f"{mib_per_s(size, found['seconds']):>7.1f}"
         )
     print(
-        f"peak RSS ratio, large/small: {large['peak'] / small['peak']:.2f} (growth ratio {large['growth'] / small['growth']:.2f})"
+        f"peak RSS ratio, large/small: {large['peak'] / small['peak']:.2f} "
+        f"(growth ratio {large['growth'] / small['growth']:.2f})"
     )
 
 

@@ -157,7 +157,9 @@ class Service:
     def ensure_running(self) -> None:
         code = self.popen.poll()
         if code is not None:
-            raise RunFailed(f"{self.name} exited with status {code}; last lines of {self.log_path}:\n{tail(self.log_path)}")
+            raise RunFailed(
+                f"{self.name} exited with status {code}; last lines of {self.log_path}:\n{tail(self.log_path)}"
+            )
 
     def stop(self, grace: float = 15.0) -> None:
         """Signal the process group, wait, then SIGKILL whatever is left, including
@@ -200,11 +202,24 @@ def tail(path: Path, lines: int = 25) -> str:
         return f"<cannot read {path}: {exc}>"
 
 
-def run_checked(what: str, argv: Sequence[str], env: dict[str, str] | None = None, *,
-                user: str | None = None, cwd: Path | None = None, timeout: float = 300) -> str:
+def run_checked(
+    what: str,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    user: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> str:
     """Run a command to completion; return its stdout; fail with its output otherwise."""
     result = subprocess.run(
-        list(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        list(argv),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         **_as_user(user),
     )
     if result.returncode != 0:
@@ -245,8 +260,12 @@ class Postgres:
         import psycopg2
 
         return psycopg2.connect(
-            host=HOST, port=self.port, user=self.user, password=self.password,
-            dbname=database or self.database, connect_timeout=5,
+            host=HOST,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database or self.database,
+            connect_timeout=5,
         )
 
 
@@ -272,22 +291,51 @@ def start_postgres(work: Path, stack: contextlib.ExitStack) -> Postgres:
     say(f"initdb ({bindir.parent.name}) into {pg_dir / 'data'}" + (f" as user {os_user!r}" if os_user else ""))
     run_checked(
         "initdb",
-        [str(bindir / "initdb"), "-D", str(pg_dir / "data"), "-U", "airflow", f"--pwfile={pwfile}",
-         "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(pg_dir / "data"),
+            "-U",
+            "airflow",
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-        user=os_user, cwd=pg_dir, timeout=120,
+        user=os_user,
+        cwd=pg_dir,
+        timeout=120,
     )
     pwfile.unlink()
     port = free_port()
     service = Service.start(
         "postgres",
-        [str(bindir / "postgres"), "-D", str(pg_dir / "data"),
-         "-c", f"listen_addresses={HOST}", "-c", f"port={port}",
-         "-c", f"unix_socket_directories={pg_dir}", "-c", "max_connections=200",
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(pg_dir / "data"),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            f"port={port}",
+            "-c",
+            f"unix_socket_directories={pg_dir}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ],
         work / "logs" / "postgres.log",
         {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-        user=os_user, cwd=pg_dir,
+        user=os_user,
+        cwd=pg_dir,
         stop_signal=signal.SIGINT,  # "fast" shutdown
     )
     stack.callback(_stop, service)
@@ -337,7 +385,9 @@ def start_embedded_aws(work: Path, env: dict[str, str], stack: contextlib.ExitSt
     service = Service.start(
         "embedded ECR+S3",
         [sys.executable, "-m", "airflow_ecr_layers.testing.server", "--port", "0"],
-        log_path, env, cwd=ROOT,
+        log_path,
+        env,
+        cwd=ROOT,
     )
     stack.callback(_stop, service)
 
@@ -355,8 +405,12 @@ def start_embedded_aws(work: Path, env: dict[str, str], stack: contextlib.ExitSt
 def aws_clients(endpoint_url: str) -> tuple[Any, Any]:
     import boto3
 
-    kwargs = {"endpoint_url": endpoint_url, "region_name": REGION,
-              "aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
+    kwargs = {
+        "endpoint_url": endpoint_url,
+        "region_name": REGION,
+        "aws_access_key_id": "demo",
+        "aws_secret_access_key": "demo",
+    }
     return boto3.client("s3", **kwargs), boto3.client("ecr", **kwargs)
 
 
@@ -489,8 +543,10 @@ def wait_for_dag(pg: Postgres, services: Sequence[Service], timeout: float) -> N
                 cur.execute("SELECT count(*) FROM serialized_dag WHERE dag_id = %s", (DAG_ID,))
                 if cur.fetchone()[0]:
                     return True
-                cur.execute("SELECT filename, stacktrace FROM import_error WHERE filename LIKE %s",
-                            ("%example_ecr_layers_fanout.py",))
+                cur.execute(
+                    "SELECT filename, stacktrace FROM import_error WHERE filename LIKE %s",
+                    ("%example_ecr_layers_fanout.py",),
+                )
                 error = cur.fetchone()
                 if error:
                     raise RunFailed(f"{error[0]} failed to import:\n{error[1]}")
@@ -512,7 +568,9 @@ def trigger(env: dict[str, str], home: Path, run_id: str, conf: dict[str, Any]) 
     run_checked(
         "airflow dags trigger",
         [AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf), "--output", "json"],
-        env, cwd=home, timeout=120,
+        env,
+        cwd=home,
+        timeout=120,
     )
     say("DAG run created")
 
@@ -587,14 +645,18 @@ def upload_intervals(pg: Postgres, run_id: str) -> list[Interval]:
             rows = cur.fetchall()
     finally:
         conn.close()
-    return [Interval(m, s or "none", start, end, host or "", pid) for m, s, start, end, host, pid in rows
-            if start is not None and end is not None]
+    return [
+        Interval(m, s or "none", start, end, host or "", pid)
+        for m, s, start, end, host, pid in rows
+        if start is not None and end is not None
+    ]
 
 
 def max_overlap(windows: Sequence[tuple[datetime, datetime]]) -> int:
     """The largest number of windows open at one instant (an end before a start at a tie)."""
-    events = sorted([(start, 1) for start, _ in windows] + [(end, -1) for _, end in windows],
-                    key=lambda event: (event[0], event[1]))
+    events = sorted(
+        [(start, 1) for start, _ in windows] + [(end, -1) for _, end in windows], key=lambda event: (event[0], event[1])
+    )
     current = best = 0
     for _, delta in events:
         current += delta
@@ -605,8 +667,15 @@ def max_overlap(windows: Sequence[tuple[datetime, datetime]]) -> int:
 def transfer_window(home: Path, run_id: str, map_index: int) -> tuple[datetime, datetime] | None:
     """From the task log: when the first part was about to be sent ("Uploading ...") and
     when the last one was acknowledged ("Uploaded ..."); None if the log says otherwise."""
-    pattern = str(home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={UPLOAD_TASK}"
-                  / f"map_index={map_index}" / "attempt=*.log")
+    pattern = str(
+        home
+        / "logs"
+        / f"dag_id={DAG_ID}"
+        / f"run_id={run_id}"
+        / f"task_id={UPLOAD_TASK}"
+        / f"map_index={map_index}"
+        / "attempt=*.log"
+    )
     logs = sorted(glob.glob(pattern))
     if not logs:
         return None
@@ -626,14 +695,17 @@ def transfer_window(home: Path, run_id: str, map_index: int) -> tuple[datetime, 
     return (started, finished) if started and finished else None
 
 
-def print_timeline(intervals: Sequence[Interval], transfers: dict[int, tuple[datetime, datetime] | None],
-                   sources: Sequence[Source]) -> None:
+def print_timeline(
+    intervals: Sequence[Interval], transfers: dict[int, tuple[datetime, datetime] | None], sources: Sequence[Source]
+) -> None:
     origin = min(i.start for i in intervals)
     horizon = max(i.end for i in intervals)
     span = max((horizon - origin).total_seconds(), 1e-6)
     width = 40
-    print(f"{'map':>3}  {'source':<28} {'state':<8} {'start':>7} {'end':>7} {'dur':>6}  "
-          f"{'transfer':>15}  timeline (0 .. {span:.1f}s; '=' task running, '#' bytes moving)")
+    print(
+        f"{'map':>3}  {'source':<28} {'state':<8} {'start':>7} {'end':>7} {'dur':>6}  "
+        f"{'transfer':>15}  timeline (0 .. {span:.1f}s; '=' task running, '#' bytes moving)"
+    )
     for item in intervals:
         start = (item.start - origin).total_seconds()
         end = (item.end - origin).total_seconds()
@@ -648,8 +720,10 @@ def print_timeline(intervals: Sequence[Interval], transfers: dict[int, tuple[dat
             for col in range(int(t0 / span * width), max(int(t1 / span * width), int(t0 / span * width) + 1)):
                 bar[min(col, width - 1)] = "#"
         source = sources[item.map_index].key if item.map_index < len(sources) else "?"
-        print(f"{item.map_index:>3}  {source:<28} {item.state:<8} {start:6.2f}s {end:6.2f}s "
-              f"{end - start:5.2f}s  {transfer_text:>15}  |{''.join(bar)}|")
+        print(
+            f"{item.map_index:>3}  {source:<28} {item.state:<8} {start:6.2f}s {end:6.2f}s "
+            f"{end - start:5.2f}s  {transfer_text:>15}  |{''.join(bar)}|"
+        )
     hosts = sorted({f"{i.hostname}/pid {i.pid}" for i in intervals})
     print(f"task processes: {', '.join(hosts)}")
 
@@ -657,7 +731,8 @@ def print_timeline(intervals: Sequence[Interval], transfers: dict[int, tuple[dat
 def read_back(ecr: Any, tag: str) -> dict[str, Any]:
     """The image under ``tag``: digests from the manifest bytes ECR returns, sizes from ECR."""
     image = ecr.batch_get_image(
-        repositoryName=REPOSITORY, imageIds=[{"imageTag": tag}],
+        repositoryName=REPOSITORY,
+        imageIds=[{"imageTag": tag}],
         acceptedMediaTypes=["application/vnd.oci.image.manifest.v1+json"],
     )["images"][0]
     manifest_bytes = image["imageManifest"].encode("utf-8")
@@ -804,7 +879,9 @@ def main(argv: list[str] | None = None) -> int:
         import asyncpg  # noqa: F401
         import psycopg2  # noqa: F401
     except ImportError:
-        print("distributed run: FAILED (no PostgreSQL driver: psycopg2-binary and asyncpg must be installed)", flush=True)
+        print(
+            "distributed run: FAILED (no PostgreSQL driver: psycopg2-binary and asyncpg must be installed)", flush=True
+        )
         return 1
 
     signal.signal(signal.SIGTERM, _raise_on_sigterm)

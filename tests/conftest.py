@@ -1,20 +1,30 @@
-"""Shared fixtures: an embedded strict ECR+S3 on loopback and an Airflow home for DAG runs."""
+"""Fixtures of every tier: an embedded strict ECR+S3 on loopback and an Airflow home for DAG runs.
+
+Tests are in tiers, one folder each, and each test gets its folder's marker:
+``unit`` (pure logic, no services, seconds), ``integration`` (the embedded ECR+S3
+over HTTP, fault proxies) and ``system`` (DAG runs, real image tools, installs, the
+distributed run). Shared helpers live in ``helpers.py``, not here.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import CONN_ID, ROOT
+
+if TYPE_CHECKING:
+    from airflow_ecr_layers.testing.server import EmbeddedAws
+    from airflow_ecr_layers.testing.strict_ecr import EcrStats
+
 _HOME = Path(tempfile.mkdtemp(prefix="ecr-layers-airflow-"))
 # Airflow reads these when first imported: set them before any test module imports it.
 os.environ.update(
@@ -30,15 +40,22 @@ os.environ.update(
     }
 )
 
-from airflow_ecr_layers.testing.server import EmbeddedAws  # noqa: E402
-from airflow_ecr_layers.testing.strict_ecr import STATS  # noqa: E402
+TIERS = ("unit", "integration", "system")
 
-MiB = 1024 * 1024
-CONN_ID = "aws_default"
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder under tests/); a test outside the tiers is an error."""
+    for item in items:
+        tier = Path(str(item.path)).relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/system")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
 def aws() -> Iterator[EmbeddedAws]:
+    from airflow_ecr_layers.testing.server import EmbeddedAws
+
     with EmbeddedAws() as server:
         conn = {
             "conn_type": "aws",
@@ -82,19 +99,8 @@ def bucket(s3: Any) -> str:
     return "artifacts"
 
 
-def pattern_bytes(size: int, seed: int = 0) -> bytes:
-    """Deterministic bytes that differ per position (so misplaced parts change the digest)."""
-    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
-    reps = -(-size // len(block))
-    return (block * reps)[:size]
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture
-def put_object(s3: Any, bucket: str):
+def put_object(s3: Any, bucket: str) -> Callable[[str, bytes], str]:
     def put(key: str, data: bytes) -> str:
         s3.put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
@@ -122,6 +128,8 @@ def airflow_db(aws: EmbeddedAws) -> Path:
 
 
 @pytest.fixture
-def stats() -> Any:
+def stats() -> EcrStats:
+    from airflow_ecr_layers.testing.strict_ecr import STATS
+
     STATS.reset()
     return STATS

@@ -68,6 +68,7 @@ def make_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 # --- OCI layouts with umoci ---------------------------------------------------------
 
+
 def umoci_image(layout: Path, tag: str, layers: list[tuple[Path, str]], *, arch: str, cmd: str) -> None:
     """``umoci new`` + one ``umoci insert`` per (directory, path in image) + ``umoci config``."""
     if not (layout / "oci-layout").exists():
@@ -143,6 +144,7 @@ def gzip_copy(path: Path) -> Path:
 
 # --- reading archives back, for the assertions ------------------------------------------
 
+
 def tar_members(path: Path) -> dict[str, bytes]:
     """Every regular file of a (possibly gzipped) tar, small archives only."""
     found = {}
@@ -156,6 +158,7 @@ def tar_members(path: Path) -> dict[str, bytes]:
 
 
 # --- hostile archives, crafted with tarfile ---------------------------------------------
+
 
 @dataclass
 class TarEntry:
@@ -186,7 +189,8 @@ class CraftedLayout:
     def layer_descriptors(self) -> list[dict[str, Any]]:
         sizes = self.layer_sizes or [len(layer) for layer in self.layers]
         return [
-            {"mediaType": OCI_LAYER, "digest": sha256(layer), "size": size} for layer, size in zip(self.layers, sizes)
+            {"mediaType": OCI_LAYER, "digest": sha256(layer), "size": size}
+            for layer, size in zip(self.layers, sizes, strict=True)
         ]
 
     def manifest(self) -> bytes:

@@ -19,16 +19,16 @@ from airflow_ecr_layers.core.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     EMPTY_BLOB,
+    EMPTY_DESCRIPTOR,
     OCI_INDEX,
     OCI_MANIFEST,
-    EMPTY_DESCRIPTOR,
     Descriptor,
     build_image_manifest,
     validate_media_type,
 )
 from airflow_ecr_layers.core.planning import plan_parts
-from airflow_ecr_layers.core.sources import BlobSource, BytesSource
 from airflow_ecr_layers.core.results import ArtifactPushResult, BlobResult, ManifestResult
+from airflow_ecr_layers.core.sources import BlobSource, BytesSource
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -63,9 +63,7 @@ def subject_descriptor(
         repository_name, [{"imageDigest": image_digest}], registry_id, accepted_media_types=MANIFEST_TYPES
     )
     if not found:
-        raise InvalidInputError(
-            f"subject {image_digest} is not an image in {repository_name!r}: push the image first"
-        )
+        raise InvalidInputError(f"subject {image_digest} is not an image in {repository_name!r}: push the image first")
     image = found[0]
     media_type = image.media_type or json.loads(image.manifest).get("mediaType") or OCI_MANIFEST
     return Descriptor(media_type, image_digest, len(image.manifest))

@@ -79,8 +79,7 @@ def next_byte(part: Part, outcome: PartOutcome, size: int) -> NextByte:
             return NextByte(part.end, "sent")
         if not -1 <= last < size:
             raise UploadAbortedError(
-                f"ECR acknowledged byte {last} after part {part.first_byte}-{part.last_byte} "
-                f"of a {size}-byte blob"
+                f"ECR acknowledged byte {last} after part {part.first_byte}-{part.last_byte} of a {size}-byte blob"
             )
         return NextByte(last + 1, "short acknowledgement")
     if isinstance(outcome, Rejected):
@@ -154,13 +153,19 @@ class BlobAttempt:
             self.resumes += 1
             log.warning(
                 "%s: ECR holds bytes up to %d (we sent %d-%d); continuing from byte %d",
-                self.session.upload_id, step.position - 1, part.first_byte, part.last_byte, step.position,
+                self.session.upload_id,
+                step.position - 1,
+                part.first_byte,
+                part.last_byte,
+                step.position,
             )
             why = str(outcome.error)
         elif step.move == "short acknowledgement":
             log.warning(
                 "ECR reports byte %d received after part %d-%d",
-                step.position - 1, part.first_byte, part.last_byte,
+                step.position - 1,
+                part.first_byte,
+                part.last_byte,
             )
             why = "lastByteReceived mismatch"
         else:
@@ -181,5 +186,10 @@ class BlobAttempt:
         self.cursor = Cursor()
         log.warning(
             "Upload %s expired or vanished %s (%s); restarting from byte 0 as upload %s (restart %d/%d)",
-            old.upload_id, when, exc.code, self.session.upload_id, self.restarts, self.policy.max_restarts,
+            old.upload_id,
+            when,
+            exc.code,
+            self.session.upload_id,
+            self.restarts,
+            self.policy.max_restarts,
         )

@@ -133,7 +133,11 @@ class EcrCalls:
     def repository_registry_id(self, repository_name: str, registry_id: str | None = None) -> str:
         """The registry (account) id that holds the repository; raises if it does not exist."""
         response = self._invoke(
-            "describe_repositories", repository_name, registry_id, repositoryNames=[repository_name], registryId=registry_id
+            "describe_repositories",
+            repository_name,
+            registry_id,
+            repositoryNames=[repository_name],
+            registryId=registry_id,
         )
         return str(response["repositories"][0]["registryId"])
 
@@ -226,4 +230,3 @@ class EcrCalls:
             {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in detail.items()}
             for detail in response.get("imageDetails", [])
         ]
-

@@ -69,8 +69,10 @@ def load_docker_save(reader: ArchiveReader, image_ref: str | None = None, *, gzi
             source = GzipSource(source)
             size, digest = source.measure()
         elif gzip_layers and compression != "+gzip":
-            raise InvalidInputError(f"{reader.name}: layer {path!r} is {compression[1:]}-compressed; "
-                                    "Docker v2 schema 2 layers must be gzip (push without gzip_layers)")
+            raise InvalidInputError(
+                f"{reader.name}: layer {path!r} is {compression[1:]}-compressed; "
+                "Docker v2 schema 2 layers must be gzip (push without gzip_layers)"
+            )
         if digest is None and compression == "" and position < len(diff_ids):
             digest = validate_digest(diff_ids[position], "diff id")
         if digest is None:

@@ -182,7 +182,11 @@ def _libbase64_encoder() -> EncodeInto | None:
         return None
     # void base64_encode(const char *src, size_t srclen, char *out, size_t *outlen, int flags)
     base64_encode.argtypes = [
-        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_int
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_int,
     ]
     base64_encode.restype = None
 

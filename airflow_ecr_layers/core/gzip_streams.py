@@ -33,6 +33,7 @@ _GZIP_WBITS = 31  # zlib writes a gzip header with mtime 0: deterministic output
 
 # --- decompress: a .tar.gz seen as its tar ------------------------------------------------
 
+
 def is_gzip(source: BlobSource) -> bool:
     if source.size < 2:
         return False
@@ -91,7 +92,7 @@ class _RawReader(io.RawIOBase):
 def _in_blocks(handle: BinaryIO, block: int) -> BinaryIO:
     """GzipFile reads its file 8 KiB at a time (the header's file name 1 byte at a time); on an
     object-store handle without a read cache each read is a ranged GET. Read ``block`` bytes a time."""
-    return io.BufferedReader(_RawReader(handle), buffer_size=block)  # type: ignore[return-value]
+    return io.BufferedReader(_RawReader(handle), buffer_size=block)
 
 
 class _OwnedGzipFile(gzip.GzipFile):
@@ -109,6 +110,7 @@ class _OwnedGzipFile(gzip.GzipFile):
 
 
 # --- compress: docker-save layers as Docker v2 schema 2 ---------------------------------
+
 
 class GzipSource:
     """The gzip compression of ``parent`` (deterministic); ``size`` and ``digest`` cost one compression pass."""

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, check_max_concurrency, push_layers
-from airflow_ecr_layers.core.image_archive import ImagePlan
+from airflow_ecr_layers.core.image_plan import ImagePlan
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_repository_name, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
 from airflow_ecr_layers.core.results import ImagePushResult, PushedBlob
@@ -36,7 +36,12 @@ def push_image(
     missing = [b for b in blobs if not (present.get(b.digest) and present[b.digest].available)]
     log.info(
         "%s: %d blobs, %d already in %s, %d to upload; %d manifests",
-        plan.format, len(blobs), len(blobs) - len(missing), repository_name, len(missing), len(plan.manifests),
+        plan.format,
+        len(blobs),
+        len(blobs) - len(missing),
+        repository_name,
+        len(missing),
+        len(plan.manifests),
     )
     push_layers(
         engine,

@@ -88,9 +88,7 @@ def encode_manifest(body: Mapping[str, Any], media_type: str) -> Manifest:
     """Serialise compactly (ASCII only, so the wire bytes are exactly these bytes)."""
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     if len(data) > MAX_MANIFEST_SIZE:
-        raise InvalidInputError(
-            f"The manifest is {len(data)} bytes, over ECR's limit of {MAX_MANIFEST_SIZE}"
-        )
+        raise InvalidInputError(f"The manifest is {len(data)} bytes, over ECR's limit of {MAX_MANIFEST_SIZE}")
     return Manifest(data, media_type)
 
 

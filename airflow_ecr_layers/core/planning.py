@@ -56,8 +56,7 @@ def validate_part_size(part_size: object) -> int:
         raise InvalidInputError(f"part_size must be an integer number of bytes, got {part_size!r}")
     if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
         raise InvalidInputError(
-            f"part_size {part_size} is outside ECR's limits: between {MIN_PART_SIZE} (5 MiB) "
-            f"and {MAX_PART_SIZE} bytes"
+            f"part_size {part_size} is outside ECR's limits: between {MIN_PART_SIZE} (5 MiB) and {MAX_PART_SIZE} bytes"
         )
     return part_size
 
@@ -71,9 +70,7 @@ def plan_parts(size: int, part_size: int | None = None, service_part_size: int |
     beyond 20971520 bytes); an artifact too big even then is refused.
     """
     if size <= 0:
-        raise SourceError(
-            "The artifact is empty (0 bytes): ECR cannot store an empty layer (EmptyUploadException)"
-        )
+        raise SourceError("The artifact is empty (0 bytes): ECR cannot store an empty layer (EmptyUploadException)")
     if size > MAX_LAYER_SIZE:
         raise SourceError(f"The artifact is {size} bytes, over ECR's maximum layer size of {MAX_LAYER_SIZE} bytes")
     if part_size is not None:
@@ -87,11 +84,14 @@ def plan_parts(size: int, part_size: int | None = None, service_part_size: int |
     needed = -(-size // MAX_PARTS)
     if needed > MAX_PART_SIZE:
         raise SourceError(
-            f"The artifact is {size} bytes: even {MAX_PART_SIZE}-byte parts would need more than "
-            f"{MAX_PARTS} parts"
+            f"The artifact is {size} bytes: even {MAX_PART_SIZE}-byte parts would need more than {MAX_PARTS} parts"
         )
     log.warning(
         "Part size %d would need %d parts for %d bytes (ECR allows %d); using %d-byte parts",
-        chosen, -(-size // chosen), size, MAX_PARTS, needed,
+        chosen,
+        -(-size // chosen),
+        size,
+        MAX_PARTS,
+        needed,
     )
     return PartPlan(size, needed, adjusted_from=chosen)

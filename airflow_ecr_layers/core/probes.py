@@ -14,6 +14,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -154,7 +155,7 @@ def image_summary(detail: Mapping[str, Any], repository_name: str) -> dict[str, 
         "repository_name": str(detail.get("repositoryName") or repository_name),
         "image_digest": str(detail["imageDigest"]),
         "tags": list(detail.get("imageTags") or []),
-        "pushed_at": pushed_at.isoformat() if hasattr(pushed_at, "isoformat") else pushed_at,
+        "pushed_at": pushed_at.isoformat() if isinstance(pushed_at, date) else pushed_at,
     }
 
 

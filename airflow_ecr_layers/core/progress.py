@@ -43,5 +43,10 @@ class ProgressLog:
         eta = (self.total - done) / MiB / rate if rate > 0 else float("inf")
         self.log.info(
             "%s: %d/%d bytes (%.0f%%) at %.1f MiB/s, ETA %.0fs",
-            self.name, done, self.total, percent, rate, eta,
+            self.name,
+            done,
+            self.total,
+            percent,
+            rate,
+            eta,
         )

@@ -61,15 +61,14 @@ class BlobResult:
 
 
 @dataclass(frozen=True)
-class ManifestResult:
-    """A manifest put into the repository, once per tag (or once, untagged)."""
+class ImageResult:
+    """What every push of a manifest reports: where the image is, its digest and its tags."""
 
     registry_id: str
     repository_name: str
     image_digest: str
     tags: list[str]
     manifest_media_type: str
-    manifest_size: int
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,8 +77,17 @@ class ManifestResult:
             "image_digest": self.image_digest,
             "tags": list(self.tags),
             "manifest_media_type": self.manifest_media_type,
-            "manifest_size": self.manifest_size,
         }
+
+
+@dataclass(frozen=True)
+class ManifestResult(ImageResult):
+    """A manifest put into the repository, once per tag (or once, untagged)."""
+
+    manifest_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "manifest_size": self.manifest_size}
 
 
 @dataclass(frozen=True)
@@ -106,14 +114,9 @@ class PushedBlob:
 
 
 @dataclass(frozen=True)
-class ImagePushResult:
+class ImagePushResult(ImageResult):
     """An image (or an index and its children) read from an archive and put into ECR."""
 
-    registry_id: str
-    repository_name: str
-    image_digest: str
-    tags: list[str]
-    manifest_media_type: str
     format: str
     manifests: list[Manifest]
     """Every manifest put, children first; the tagged one last."""
@@ -126,11 +129,7 @@ class ImagePushResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "registry_id": self.registry_id,
-            "repository_name": self.repository_name,
-            "image_digest": self.image_digest,
-            "tags": list(self.tags),
-            "manifest_media_type": self.manifest_media_type,
+            **super().as_dict(),
             "format": self.format,
             "manifests": [{"digest": m.digest, "media_type": m.media_type, "size": m.size} for m in self.manifests],
             "blobs": [blob.as_dict() for blob in self.blobs],

@@ -57,7 +57,9 @@ def retry_policy_from(value: RetryPolicy | Mapping[str, Any] | None) -> RetryPol
         raise InvalidInputError(f"retry_policy must be a RetryPolicy or a dict, got {type(value).__name__}")
     unknown = sorted(set(value) - {f.name for f in fields(RetryPolicy)})
     if unknown:
-        raise InvalidInputError(f"Unknown retry_policy fields {unknown}; known: {[f.name for f in fields(RetryPolicy)]}")
+        raise InvalidInputError(
+            f"Unknown retry_policy fields {unknown}; known: {[f.name for f in fields(RetryPolicy)]}"
+        )
     return RetryPolicy(**value)
 
 
@@ -87,6 +89,11 @@ class RetryBudget:
         self.waited += pause
         log.warning(
             "%s: attempt %d/%d failed (%s: %s); retrying in %.2fs",
-            what, attempt, self.policy.max_attempts, type(exc).__name__, exc, pause,
+            what,
+            attempt,
+            self.policy.max_attempts,
+            type(exc).__name__,
+            exc,
+            pause,
         )
         time.sleep(pause)

@@ -66,7 +66,7 @@ class LocalFileSource:
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
         handle.seek(offset)
-        return handle  # type: ignore[return-value]
+        return handle
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from airflow_ecr_layers.core.attempt import BlobAttempt
 from airflow_ecr_layers.core.calls import EcrCalls, PutImageResult, UploadSession
@@ -76,8 +77,9 @@ class EcrTransfer:
         starts a fresh upload when the upload id has expired. Never completes the
         upload: a digest that disagrees with ``expected_digest`` raises first.
         """
-        return self.stream(self.attempt(session, source), source, part_size=part_size, plan=plan,
-                           expected_digest=expected_digest)
+        return self.stream(
+            self.attempt(session, source), source, part_size=part_size, plan=plan, expected_digest=expected_digest
+        )
 
     def stream(
         self,
@@ -95,7 +97,11 @@ class EcrTransfer:
         sent_before = attempt.sent
         log.info(
             "Uploading %s to %s: %d bytes in %d parts of %d bytes (upload %s)",
-            source.name, attempt.session.repository_name, plan.size, plan.parts, plan.part_size,
+            source.name,
+            attempt.session.repository_name,
+            plan.size,
+            plan.parts,
+            plan.part_size,
             attempt.session.upload_id,
         )
         with PartReader(source, plan.part_size, depth=self.read_depth) as reader:
@@ -119,7 +125,11 @@ class EcrTransfer:
             )
         log.info(
             "Uploaded %s: %s, %d bytes, %d part requests at %.1f MiB/s",
-            source.name, digest, plan.size, attempt.sent - sent_before, progress.rate(plan.size),
+            source.name,
+            digest,
+            plan.size,
+            attempt.sent - sent_before,
+            progress.rate(plan.size),
         )
         return UploadedParts(
             session, digest, plan.size, plan.parts, plan.part_size, plan.size - 1, attempt.resumes, attempt.restarts
@@ -184,7 +194,9 @@ class EcrTransfer:
         if expected_digest is not None:
             validate_digest(expected_digest, "expected_digest")
             if check_first and self.is_available(repository_name, expected_digest, size, registry_id):
-                log.info("%s is already in %s as %s: skipping the upload", source.name, repository_name, expected_digest)
+                log.info(
+                    "%s is already in %s as %s: skipping the upload", source.name, repository_name, expected_digest
+                )
                 return BlobResult(
                     registry_id or "", repository_name, expected_digest, size, media_type, True, annotations or {}
                 )
@@ -197,7 +209,12 @@ class EcrTransfer:
                 attempt.restart(exc, "before completion")
                 continue
             return BlobResult(
-                uploaded.session.registry_id, repository_name, uploaded.digest, size, media_type, existed,
+                uploaded.session.registry_id,
+                repository_name,
+                uploaded.digest,
+                size,
+                media_type,
+                existed,
                 annotations or {},
             )
 
@@ -208,11 +225,12 @@ class EcrTransfer:
         """One PutImage per tag (or one untagged); a re-push of the same tag succeeds."""
         budget = RetryBudget(self.retry_policy)
         results = []
-        for tag in list(tags) or [None]:
+        each: list[str | None] = [*tags] or [None]
+        for tag in each:
             try:
                 result = budget.call(
                     f"PutImage {repository_name}:{tag or manifest.digest}",
-                    lambda tag=tag: self.calls.put_image(repository_name, manifest, tag, registry_id),
+                    partial(self.calls.put_image, repository_name, manifest, tag, registry_id),
                 )
             except ImageAlreadyExistsError:
                 log.info("%s:%s already points at %s", repository_name, tag, manifest.digest)

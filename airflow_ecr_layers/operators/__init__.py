@@ -1,12 +1,12 @@
 """Operators of the airflow-ecr-layers provider."""
 
+from airflow_ecr_layers.operators.image_archive import PushImageArchiveOperator
 from airflow_ecr_layers.operators.lifecycle import (
     CompleteLayerUploadOperator,
     InitiateLayerUploadOperator,
     PutImageOperator,
     UploadLayerPartsOperator,
 )
-from airflow_ecr_layers.operators.image_archive import PushImageArchiveOperator
 from airflow_ecr_layers.operators.push import PushArtifactOperator
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, check_max_concurrency
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
-from airflow_ecr_layers.core.results import ImagePushResult, ManifestResult
+from airflow_ecr_layers.core.results import ImageResult
 from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
 from airflow_ecr_layers.core.transfer import EcrTransfer
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
@@ -27,9 +28,13 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
     :param verify: whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: botocore client configuration (retries, timeouts...); botocore's
         own retries run inside each of ours.
-    :param retry_policy: our retries around each call and upload: a
+    :param upload_retry_policy: our retries around each ECR call and upload: a
         :class:`~airflow_ecr_layers.core.retry.RetryPolicy` or a dict of its fields
         (``max_attempts``, ``base_delay``, ``max_delay``, ``max_total_seconds``, ``max_restarts``).
+    :param retry_policy: Airflow's own task retry policy (Airflow 3.3+), passed on to
+        ``BaseOperator``. Given one of ours (a dict or our ``RetryPolicy``), it is taken as
+        ``upload_retry_policy``, with a deprecation warning: that was its meaning before
+        Airflow had a ``retry_policy`` of its own.
     :param fast_upload: build UploadLayerPart requests without botocore's JSON pass over the
         blob (same bytes on the wire); False for botocore's stock serialisation.
 
@@ -46,19 +51,36 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
         self,
         *,
         registry_id: str | None = None,
-        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        upload_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         fast_upload: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)  # op.output["key"] reads one key of the result
+        theirs = kwargs.get("retry_policy")
+        if isinstance(theirs, (RetryPolicy, Mapping)):
+            warnings.warn(
+                "retry_policy is Airflow's task retry policy since Airflow 3.3; pass this provider's "
+                "ECR retry settings as upload_retry_policy",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if upload_retry_policy is None:
+                upload_retry_policy = theirs
+            del kwargs["retry_policy"]
+        elif theirs is None:
+            kwargs.pop("retry_policy", None)  # Airflow before 3.3 has no such argument
         super().__init__(**kwargs)
         self.registry_id = registry_id
-        self.retry_policy = retry_policy_from(retry_policy)
+        self.upload_retry_policy = retry_policy_from(upload_retry_policy)
         self.fast_upload = fast_upload
 
     @property
     def _hook_parameters(self) -> dict[str, Any]:
-        return {**super()._hook_parameters, "retry_policy": self.retry_policy, "fast_upload": self.fast_upload}
+        return {
+            **super()._hook_parameters,
+            "retry_policy": self.upload_retry_policy,
+            "fast_upload": self.fast_upload,
+        }
 
     @property
     def engine(self) -> EcrTransfer:
@@ -80,9 +102,7 @@ class PublishesImage(EcrLayersBaseOperator):
     _lineage_inputs: list[str]
     _lineage_result: dict[str, Any] | None = None
 
-    def publish(
-        self, context: Any, result: ManifestResult | ImagePushResult, inputs: Sequence[str]
-    ) -> dict[str, Any]:
+    def publish(self, context: Any, result: ImageResult, inputs: Sequence[str]) -> dict[str, Any]:
         """The XCom dict of ``result``, after filling the events of the outlets it is the image of.
 
         An ``ecr://`` outlet gets the event only when it names the pushed repository in the
@@ -120,7 +140,9 @@ class PublishesImage(EcrLayersBaseOperator):
         result = self._lineage_result
         region = self.hook.conn_region_name or "unknown"
         return OperatorLineage(
-            inputs=[Dataset(namespace=namespace, name=name) for namespace, name in map(_split_url, self._lineage_inputs)],
+            inputs=[
+                Dataset(namespace=namespace, name=name) for namespace, name in map(_split_url, self._lineage_inputs)
+            ],
             outputs=[Dataset(namespace=f"ecr://{result['registry_id']}/{region}", name=result["repository_name"])],
         )
 

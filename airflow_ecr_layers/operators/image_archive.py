@@ -41,9 +41,7 @@ class PushImageArchiveOperator(StoragePushOperator):
 
     template_fields: Sequence[str] = (*StoragePushOperator.template_fields, "image_ref")
 
-    def __init__(
-        self, *, source: str, image_ref: str | None = None, gzip_layers: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, source: str, image_ref: str | None = None, gzip_layers: bool = False, **kwargs: Any) -> None:
         super().__init__(source=source, **kwargs)
         self.image_ref = image_ref
         self.gzip_layers = gzip_layers
@@ -59,7 +57,12 @@ class PushImageArchiveOperator(StoragePushOperator):
         result = push_image(self.engine, repository, plan, **settings)
         self.log.info(
             "Pushed %s (%s) to %s as %s: %d blobs, %d skipped, %d manifests",
-            self.source, plan.format, repository, result.image_digest, len(result.blobs), result.skipped,
+            self.source,
+            plan.format,
+            repository,
+            result.image_digest,
+            len(result.blobs),
+            result.skipped,
             len(result.manifests),
         )
         return self.publish(context, result, [str(self.source)])

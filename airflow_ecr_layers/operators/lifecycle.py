@@ -188,4 +188,6 @@ class PutImageOperator(PublishesImage):
             annotations=self.annotations,
             registry_id=self.checked_registry_id(),
         )
-        return self.publish(context, result, [layer.get("source", "") for layer in layers if isinstance(layer, Mapping)])
+        return self.publish(
+            context, result, [layer.get("source", "") for layer in layers if isinstance(layer, Mapping)]
+        )

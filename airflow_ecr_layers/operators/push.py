@@ -81,6 +81,9 @@ class PushArtifactOperator(StoragePushOperator):
         )
         self.log.info(
             "Pushed %s:%s as %s (%d layers)",
-            self.repository_name, ",".join(result.tags) or "<untagged>", result.image_digest, len(layers),
+            self.repository_name,
+            ",".join(result.tags) or "<untagged>",
+            result.image_digest,
+            len(layers),
         )
         return self.publish(context, result, [source.name for source in sources])

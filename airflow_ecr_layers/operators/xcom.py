@@ -50,7 +50,11 @@ def descriptor_of(layer: object) -> Descriptor:
     digest = layer.get("layer_digest", layer.get("digest"))
     missing = [
         key
-        for key, value in (("layer_digest", digest), ("size", layer.get("size")), ("media_type", layer.get("media_type")))
+        for key, value in (
+            ("layer_digest", digest),
+            ("size", layer.get("size")),
+            ("media_type", layer.get("media_type")),
+        )
         if value is None
     ]
     if missing:
@@ -61,6 +65,4 @@ def descriptor_of(layer: object) -> Descriptor:
 def upload_session(upload: object, what: str) -> UploadSession:
     """The upload session an upstream InitiateLayerUpload or UploadLayerParts result names."""
     checked = require(upload, what, registry_id=str, repository_name=str, upload_id=str, part_size=int)
-    return UploadSession(
-        checked["registry_id"], checked["repository_name"], checked["upload_id"], checked["part_size"]
-    )
+    return UploadSession(checked["registry_id"], checked["repository_name"], checked["upload_id"], checked["part_size"])

@@ -12,10 +12,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_ecr_layers.core.probes import require_image_selector
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.triggers.base import ERROR, FAILED, SUCCESS, EcrProbeTrigger
-from airflow_ecr_layers.core.probes import require_image_selector
 
 Context = Any
 

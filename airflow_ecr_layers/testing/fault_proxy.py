@@ -23,6 +23,7 @@ This module must not import Airflow.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -205,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
             if size == 0:
@@ -241,10 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reset:  # closing with a zero linger (and unread body bytes) sends RST
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _answer_error(self, status: int, code: str, message: str) -> None:
         """An error the way ECR's awsjson1.1 protocol sends it."""
@@ -346,10 +345,8 @@ class FaultProxy:
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join()
         self._server = None

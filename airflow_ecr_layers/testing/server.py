@@ -76,9 +76,7 @@ class EmbeddedAws:
     deliberately not undone by :meth:`stop`, since other servers may share it.
     """
 
-    def __init__(
-        self, port: int = 0, region: str = DEFAULT_REGION, strict: bool = True, verbose: bool = False
-    ) -> None:
+    def __init__(self, port: int = 0, region: str = DEFAULT_REGION, strict: bool = True, verbose: bool = False) -> None:
         self.region = region
         self._verbose = verbose
         self._requested_port = port

@@ -10,9 +10,9 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.probes import ImageRef, Probe
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
-from airflow_ecr_layers.core.probes import ImageRef, Probe
 
 SUCCESS = "success"
 """Event status: the wait is over; ``value`` holds the result."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 from airflow_ecr_layers.core.probes import ImageProbe, ImageRef, Probe
+from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 
 
 class EcrImageTrigger(EcrProbeTrigger):

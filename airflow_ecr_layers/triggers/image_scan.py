@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 from airflow_ecr_layers.core.probes import ImageRef, Probe, ScanProbe
+from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 
 
 class EcrImageScanTrigger(EcrProbeTrigger):

@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,13 +26,10 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from conftest import pattern_bytes, sha256
 
 from airflow_ecr_layers.core import fast_request
-from airflow_ecr_layers.core.artifact import LayerSpec, push_layers
-from airflow_ecr_layers.core.client import EcrClient
 from airflow_ecr_layers.core.limits import MIN_PART_SIZE
-from airflow_ecr_layers.core.sources import BytesSource
+from helpers import pattern_bytes
 
 ENDPOINT = "http://127.0.0.1:9"
 """Never connected to: every request is answered at ``before-send``."""
@@ -324,8 +321,14 @@ def _faulty(fault: str) -> fast_request.EncodeInto:
     return encode_into
 
 
-FAULTS = ["raises", "wrong-bytes", "padding-of-two-left-over", "ignores-position",
-          "writes-past-its-terminator", "wrong-end"]
+FAULTS = [
+    "raises",
+    "wrong-bytes",
+    "padding-of-two-left-over",
+    "ignores-position",
+    "writes-past-its-terminator",
+    "wrong-end",
+]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -365,7 +368,7 @@ def test_every_encoder_here_passes_the_check_and_the_first_is_used(caplog: pytes
         for name, encoder in candidates.items():
             assert fast_request.choose_encoder({name: encoder}) == (name, encoder)
     assert not caplog.records
-    assert fast_request._ENCODER_NAME == next(iter(candidates))
+    assert next(iter(candidates)) == fast_request._ENCODER_NAME
 
 
 _IMPORT_WITH_A_WRONG_LIBBASE64 = r"""
@@ -399,66 +402,3 @@ def test_import_passes_over_a_libbase64_that_encodes_wrong() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "same", done.stderr
     assert "libbase64" in done.stderr  # the warning names the encoder passed over
-
-
-# -- against moto's (strict) ECR ---------------------------------------------------------------
-PART = MIN_PART_SIZE
-
-
-def _counting_splices(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real_splice = fast_request.splice_blob
-
-    def counting_splice(body: bytes, token: bytes, blob: bytes | bytearray) -> bytearray:
-        calls.append(len(blob))
-        return real_splice(body, token, blob)
-
-    monkeypatch.setattr(fast_request, "splice_blob", counting_splice)
-    return calls
-
-
-def test_moto_takes_fast_parts_and_computes_our_digest(
-    ecr: Any, repo: str, stats: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    splices = _counting_splices(monkeypatch)
-    data = pattern_bytes(2 * PART + 12_345, seed=3)
-    result = EcrClient(ecr).push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
-    assert result.digest == sha256(data)  # ECR's digest of what it received was compared with ours
-    assert splices == [PART, PART, 12_345]
-    assert stats.repository(repo).bytes_received == len(data)
-
-
-def test_moto_takes_concurrent_uploads_on_one_client(
-    ecr: Any, repo: str, stats: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    splices = _counting_splices(monkeypatch)
-    blobs = [pattern_bytes(2 * PART + 1000 * n, seed=n) for n in range(1, 5)]
-    layers = [LayerSpec(BytesSource(blob, f"blob-{n}"), "application/octet-stream") for n, blob in enumerate(blobs)]
-    results = push_layers(EcrClient(ecr), repo, layers, part_size=PART, max_concurrency=4)
-    assert [r.digest for r in results] == [sha256(blob) for blob in blobs]
-    assert len(splices) == 3 * len(blobs)
-    assert stats.repository(repo).bytes_received == sum(map(len, blobs))
-
-
-@pytest.mark.parametrize("fast_upload", [True, False], ids=["fast", "stock"])
-def test_the_hook_installs_it_once_unless_switched_off(
-    fast_upload: bool, clean_aws: Any, repo: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from airflow_ecr_layers.hooks import EcrLayersHook
-
-    splices = _counting_splices(monkeypatch)
-    installs: list[Any] = []
-    real_install: Callable[[Any], None] = fast_request.install
-
-    def counting_install(client: Any) -> None:
-        installs.append(client)
-        real_install(client)
-
-    monkeypatch.setattr(fast_request, "install", counting_install)
-    hook = EcrLayersHook(aws_conn_id="aws_default", fast_upload=fast_upload)
-    data = pattern_bytes(PART + 99, seed=9)
-    result = hook.push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
-    assert result.digest == sha256(data)
-    assert hook.calls.client is hook.conn
-    assert splices == ([PART, 99] if fast_upload else [])
-    assert installs == ([hook.conn] if fast_upload else [])

@@ -14,7 +14,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
-from conftest import ROOT, sha256
 
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.client import EcrClient
@@ -41,6 +40,7 @@ from airflow_ecr_layers.testing.fault_matrix import (
 from airflow_ecr_layers.testing.fault_proxy import FAULT_KINDS, FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from airflow_ecr_layers.testing.strict_ecr import STATS
+from helpers import ROOT, sha256
 
 CONFIG = MatrixConfig()
 PART = CONFIG.part_size
@@ -141,9 +141,19 @@ def test_table_and_summary_line() -> None:
 
 def test_matrix_command_prints_table_and_summary() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "airflow_ecr_layers.testing.fault_matrix", "--kinds", "throttling,drop_response",
-         "--positions", "last part"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "airflow_ecr_layers.testing.fault_matrix",
+            "--kinds",
+            "throttling,drop_response",
+            "--positions",
+            "last part",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     lines = completed.stdout.strip().splitlines()
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -204,9 +214,11 @@ def test_upload_gone_at_completion_restarts_a_bounded_number_of_times(
     policy = replace(CONFIG.retry_policy, max_restarts=1)
     with FaultProxy(aws.endpoint_url, [always]) as proxy:
         api = api_through(proxy, policy=policy)
-        with caplog.at_level(logging.WARNING, logger="airflow_ecr_layers"):
-            with pytest.raises(UploadAbortedError, match="vanished before completion 2 times"):
-                api.push_blob(repository_name, BytesSource(b"x" * 1000), media_type=OCI_LAYER_TAR)
+        with (
+            caplog.at_level(logging.WARNING, logger="airflow_ecr_layers"),
+            pytest.raises(UploadAbortedError, match="vanished before completion 2 times"),
+        ):
+            api.push_blob(repository_name, BytesSource(b"x" * 1000), media_type=OCI_LAYER_TAR)
     assert proxy.calls("CompleteLayerUpload") == 2
     assert "vanished before completion (UploadNotFoundException); restarting from byte 0" in caplog.text
     assert STATS.repository(repository_name).initiate_layer_upload_calls == 2
@@ -227,8 +239,11 @@ def test_task_retry_resumes_an_upload_that_already_holds_bytes(
     first = 0
     for length in held_parts:  # the attempt that died
         direct.upload_layer_part(
-            repositoryName=repository_name, uploadId=upload_id, partFirstByte=first,
-            partLastByte=first + length - 1, layerPartBlob=DATA[first : first + length],
+            repositoryName=repository_name,
+            uploadId=upload_id,
+            partFirstByte=first,
+            partLastByte=first + length - 1,
+            layerPartBlob=DATA[first : first + length],
         )
         first += length
     held = first
@@ -292,8 +307,9 @@ def test_limit_exceeded_at_put_image_is_a_quota_and_fails_at_once(aws: EmbeddedA
     with FaultProxy(aws.endpoint_url, [FaultRule("PutImage", 1, "limit_exceeded", times=None)]) as proxy:
         api = api_through(proxy, config)
         with pytest.raises(QuotaExceededError, match="images per repository") as excinfo:
-            push_artifact(api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"],
-                          part_size=PART)
+            push_artifact(
+                api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
+            )
     assert excinfo.value.code == "LimitExceededException"
     assert "retrying will not help" in str(excinfo.value)
     assert proxy.calls("PutImage") == 1
@@ -305,8 +321,9 @@ def test_limit_exceeded_on_a_part_is_still_throttling(aws: EmbeddedAws) -> None:
     config = replace(CONFIG, botocore_attempts=1)
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "limit_exceeded")]) as proxy:
         api = api_through(proxy, config)
-        result = push_artifact(api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"],
-                               part_size=PART)
+        result = push_artifact(
+            api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
+        )
     assert result.layers[0].digest == sha256(DATA)
     assert len(proxy.fired) == 1
 
@@ -319,8 +336,9 @@ def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws) -> No
         api = api_through(proxy, config, policy)
         started = time.monotonic()
         with pytest.raises(UploadAbortedError, match=r"UploadLayerPart 0-5242879 .* failed after 3 attempts"):
-            push_artifact(api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"],
-                          part_size=PART)
+            push_artifact(
+                api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
+            )
         elapsed = time.monotonic() - started
     assert proxy.calls("UploadLayerPart") == config.botocore_attempts * policy.max_attempts
     assert len(proxy.fired) == 6
@@ -361,20 +379,27 @@ def test_proxy_answers_errors_like_ecr_without_forwarding(aws: EmbeddedAws, kind
 def test_proxy_reset_before_body_never_reaches_ecr(aws: EmbeddedAws) -> None:
     repository_name = new_repository(aws, "reset")
     upload_id = ecr_client(aws.endpoint_url).initiate_layer_upload(repositoryName=repository_name)["uploadId"]
-    with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 1, "reset_before_body")]) as proxy:
-        with pytest.raises(ConnectionClosedError):
-            raw_client(proxy.endpoint_url).upload_layer_part(
-                repositoryName=repository_name, uploadId=upload_id, partFirstByte=0, partLastByte=PART - 1,
-                layerPartBlob=DATA[:PART],
-            )
+    with (
+        FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 1, "reset_before_body")]) as proxy,
+        pytest.raises(ConnectionClosedError),
+    ):
+        raw_client(proxy.endpoint_url).upload_layer_part(
+            repositoryName=repository_name,
+            uploadId=upload_id,
+            partFirstByte=0,
+            partLastByte=PART - 1,
+            layerPartBlob=DATA[:PART],
+        )
     assert STATS.repository(repository_name).upload_layer_part_calls == 0
 
 
 def test_proxy_drop_response_applies_the_call(aws: EmbeddedAws) -> None:
     repository_name = new_repository(aws, "drop")
-    with FaultProxy(aws.endpoint_url, [FaultRule("InitiateLayerUpload", 1, "drop_response")]) as proxy:
-        with pytest.raises(ConnectionClosedError):
-            raw_client(proxy.endpoint_url).initiate_layer_upload(repositoryName=repository_name)
+    with (
+        FaultProxy(aws.endpoint_url, [FaultRule("InitiateLayerUpload", 1, "drop_response")]) as proxy,
+        pytest.raises(ConnectionClosedError),
+    ):
+        raw_client(proxy.endpoint_url).initiate_layer_upload(repositoryName=repository_name)
     assert STATS.repository(repository_name).initiate_layer_upload_calls == 1
 
 
@@ -394,8 +419,11 @@ def test_proxy_passes_s3_through_untouched(aws: EmbeddedAws) -> None:
     data = artifact_bytes(3 * 1024 * 1024 + 17, seed=9)
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 1, "http_500", times=None)]) as proxy:
         s3 = boto3.client(
-            "s3", endpoint_url=proxy.endpoint_url, region_name=aws.region,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=proxy.endpoint_url,
+            region_name=aws.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
         bucket = f"fault-proxy-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)
@@ -435,6 +463,5 @@ def test_hash_remaining_raises_the_source_error() -> None:
         def size(self) -> int:
             return len(self.data) + 10
 
-    with PartReader(Short(b"x" * 100), 64) as reader:
-        with pytest.raises(SourceError, match="ended at byte 100"):
-            reader.hash_remaining()
+    with PartReader(Short(b"x" * 100), 64) as reader, pytest.raises(SourceError, match="ended at byte 100"):
+        reader.hash_remaining()

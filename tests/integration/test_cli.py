@@ -9,10 +9,9 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import MiB, pattern_bytes, sha256
 
-from airflow_ecr_layers.cli import main, split_reference
-from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.cli import main
+from helpers import MiB, pattern_bytes, sha256
 
 
 def run(capsys: Any, *argv: str) -> tuple[int, Any, str]:
@@ -21,27 +20,34 @@ def run(capsys: Any, *argv: str) -> tuple[int, Any, str]:
     return code, (json.loads(out) if code == 0 else out), err
 
 
-def test_split_reference() -> None:
-    assert split_reference("team/model:v1") == ("team/model", ["v1"])
-    assert split_reference("team/model") == ("team/model", [])
-    with pytest.raises(InvalidInputError):
-        split_reference(":v1")
-
-
 def test_push_with_connection_id(capsys: Any, repo: str, put_object: Any, ecr: Any) -> None:
     data = pattern_bytes(5 * MiB + 3)
     url = put_object("cli/model.bin", data)
     code, result, _ = run(
-        capsys, "push", url, f"{repo}:v1", "--tag", "v1.0", "--artifact-type", "application/vnd.example.v1",
-        "--annotation", "owner=ml", "--conn-id", "aws_default",
+        capsys,
+        "push",
+        url,
+        f"{repo}:v1",
+        "--tag",
+        "v1.0",
+        "--artifact-type",
+        "application/vnd.example.v1",
+        "--annotation",
+        "owner=ml",
+        "--conn-id",
+        "aws_default",
     )
     assert code == 0
     assert result["tags"] == ["v1", "v1.0"] and result["layers"][0]["digest"] == sha256(data)
-    manifest = json.loads(ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1.0"}])["images"][0]["imageManifest"])
+    manifest = json.loads(
+        ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1.0"}])["images"][0]["imageManifest"]
+    )
     assert manifest["annotations"] == {"owner": "ml"} and manifest["artifactType"] == "application/vnd.example.v1"
 
 
-def test_push_with_plain_aws_environment(capsys: Any, repo: str, put_object: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_with_plain_aws_environment(
+    capsys: Any, repo: str, put_object: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in aws.env().items():
         monkeypatch.setenv(key, value)
     url = put_object("cli/plain.bin", b"plain chain")
@@ -71,7 +77,9 @@ def test_console_script_is_installed(aws: Any, tmp_path: Any) -> None:
     artifact.write_bytes(b"x" * 100)
     done = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "airflow-ecr-layers"), "plan", f"file://{artifact}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["parts"] == 1

@@ -5,7 +5,7 @@ contract) on 127.0.0.1, a throwaway Airflow home with a sqlite metadata DB, and 
 seeded artifact whose size is not a multiple of the part size. The DAG runs through
 ``dag.test()``; what was pushed is then read back from ECR and printed.
 
-    python -m airflow_ecr_layers.demo [--dag example_ecr_layers_lifecycle] [--size BYTES]
+    .venv/bin/python scripts/demo.py [--dag example_ecr_layers_lifecycle] [--size BYTES]
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from airflow_ecr_layers.core.limits import MiB
+
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "example_dags"
-MiB = 1024 * 1024
 BUCKET, KEY, REPOSITORY, TAG = "artifacts", "models/model.bin", "demo/models", "v1"
 
 
@@ -37,9 +38,7 @@ def _prepare_airflow_home() -> Path:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         }
     )
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL
-    )
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
     return home
 
 
@@ -112,13 +111,20 @@ def main(argv: list[str] | None = None) -> int:
                 "extra": {"endpoint_url": aws.endpoint_url, "region_name": aws.region},
             }
         )
-        clients = {"endpoint_url": aws.endpoint_url, "region_name": aws.region,
-                   "aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
+        clients = {
+            "endpoint_url": aws.endpoint_url,
+            "region_name": aws.region,
+            "aws_access_key_id": "demo",
+            "aws_secret_access_key": "demo",
+        }
         s3, ecr = boto3.client("s3", **clients), boto3.client("ecr", **clients)
         source_digest = _seed(s3, args.size)
         ecr.create_repository(repositoryName=REPOSITORY)
-        print(f"demo: embedded ECR+S3 at {aws.endpoint_url}; seeded s3://{BUCKET}/{KEY} "
-              f"({args.size} bytes, {source_digest})", flush=True)
+        print(
+            f"demo: embedded ECR+S3 at {aws.endpoint_url}; seeded s3://{BUCKET}/{KEY} "
+            f"({args.size} bytes, {source_digest})",
+            flush=True,
+        )
         state = _run_dag(args.dag, {"source": f"s3://{BUCKET}/{KEY}", "repository": REPOSITORY, "tag": TAG})
         if state != "success":
             print(f"demo: DAG run ended {state}", file=sys.stderr)

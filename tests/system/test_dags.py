@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 import pytest
-from conftest import MiB, ROOT, pattern_bytes, sha256
+
+from helpers import ROOT, MiB, pattern_bytes, sha256
 
 
 def _load(dag_id: str) -> Any:

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.testing import strict_ecr
 from airflow_ecr_layers.testing.server import EmbeddedAws, aws_env
+from helpers import ROOT
 
 MiB = 1024 * 1024
 REPO = "strict/repo"
@@ -444,7 +444,7 @@ def test_aws_env_points_a_default_boto3_client_at_the_server(
 
 
 def test_standalone_server_prints_endpoint_and_stops_on_sigterm() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_ecr_layers.testing.server"],

@@ -8,7 +8,6 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,8 +15,9 @@ import boto3
 import pytest
 
 from airflow_ecr_layers.core import fast_request
+from helpers import ROOT
 
-SINK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "sink.py"
+SINK_PATH = ROOT / "benchmarks" / "sink.py"
 
 
 def _load_sink() -> ModuleType:
@@ -72,9 +72,7 @@ def test_a_part_round_trip_counts_the_body_and_echoes_the_last_byte(server: Any,
     assert answer["repositoryName"] == "bench/layers"
     assert server.received > 4 * len(blob) / 3  # the base64 body was read, not skipped
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    done = ecr.complete_layer_upload(
-        repositoryName="bench/layers", uploadId=started["uploadId"], layerDigests=[digest]
-    )
+    done = ecr.complete_layer_upload(repositoryName="bench/layers", uploadId=started["uploadId"], layerDigests=[digest])
     assert done["layerDigest"] == digest
 
 

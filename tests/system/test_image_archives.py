@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+
+from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
+from airflow_ecr_layers.core.gzip_streams import GzipSource
+from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.tar_index import HostileArchiveError
+from airflow_ecr_layers.operators import PushImageArchiveOperator
+from helpers import ROOT
 from image_builders import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -49,13 +56,6 @@ from image_builders import (
     write_tar,
 )
 
-from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
-from airflow_ecr_layers.core.gzip_streams import GzipSource
-from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
-from airflow_ecr_layers.core.sources import BytesSource
-from airflow_ecr_layers.core.tar_index import HostileArchiveError
-from airflow_ecr_layers.operators import PushImageArchiveOperator
-
 PART = 5 * MiB
 ACCEPTED = [
     OCI_MANIFEST,
@@ -66,6 +66,7 @@ ACCEPTED = [
 
 
 # --- the images, built once -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Images:
@@ -136,6 +137,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
 
 def _upload(s3: Any, bucket: str, path: Path, key: str) -> str:
     s3.upload_file(str(path), bucket, key)
@@ -213,6 +215,7 @@ def _nothing_tagged(ecr: Any, repository: str) -> None:
 
 # --- docker-archive -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["tar", "tar.gz"])
 def test_docker_archive_lands_as_oci_manifest_over_its_layers(
     kind: str, images: Images, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
@@ -288,6 +291,7 @@ def test_gzip_layers_is_refused_for_oci_layouts(images: Images, repo: str, ecr: 
 
 # --- OCI layouts: tar and directory ----------------------------------------------------
 
+
 def _assert_layout_image_exact(ecr: Any, repo: str, layout: Path, ref: str, result: dict[str, Any]) -> None:
     descriptor = layout_ref(layout, ref)
     expected = layout_blob(layout, descriptor["digest"])
@@ -325,10 +329,7 @@ def test_oci_archive_lands_digest_identical(
 def test_oci_layout_directory_lands_digest_identical(
     where: str, images: Images, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
 ) -> None:
-    if where == "file":
-        source = images.single.as_uri()
-    else:
-        source = _upload_tree(s3, bucket, images.single, "layouts/app")
+    source = images.single.as_uri() if where == "file" else _upload_tree(s3, bucket, images.single, "layouts/app")
     result = _push(source, repo)
 
     _assert_layout_image_exact(ecr, repo, images.single, "v1", result)
@@ -341,6 +342,7 @@ def test_oci_layout_directory_lands_digest_identical(
 
 
 # --- two platforms under an OCI image index ----------------------------------------------
+
 
 def _assert_index_exact(ecr: Any, repo: str, layout: Path, result: dict[str, Any]) -> dict[str, int]:
     """The index (tagged) and both children (untagged) exact; returns every blob's size."""
@@ -392,6 +394,7 @@ def test_two_platform_index_lands_digest_identical(
 
 # --- several images: a selector is required ------------------------------------------------
 
+
 def test_several_images_need_an_image_ref(
     images: Images, repo: str, s3: Any, bucket: str, ecr: Any, stats: Any
 ) -> None:
@@ -432,9 +435,12 @@ def test_several_images_need_an_image_ref(
     amd_layout = json.loads(layout_blob(images.multi, layout_ref(images.multi, "amd64")["digest"]))
     amd_config = json.loads(layout_blob(images.multi, amd_layout["config"]["digest"]))
     assert [layer["digest"] for layer in manifest["layers"]] == amd_config["rootfs"]["diff_ids"]
-    assert json.loads(tar_members(images.docker_multi_tar)[manifest["config"]["digest"].split(":")[1] + ".json"])[
-        "architecture"
-    ] == "amd64"
+    assert (
+        json.loads(tar_members(images.docker_multi_tar)[manifest["config"]["digest"].split(":")[1] + ".json"])[
+            "architecture"
+        ]
+        == "amd64"
+    )
     assert amd["image_digest"] != arm["image_digest"]
 
     # "*": index.json itself, byte for byte, as an image index over all three refs.
@@ -450,6 +456,7 @@ def test_several_images_need_an_image_ref(
 
 
 # --- through a DAG ------------------------------------------------------------------------
+
 
 def test_example_dag_pushes_an_image_archive(
     airflow_db: Any, images: Images, repo: str, s3: Any, bucket: str, ecr: Any
@@ -478,6 +485,7 @@ def test_example_dag_pushes_an_image_archive(
 
 
 # --- hostile archives -------------------------------------------------------------------
+
 
 def _crafted() -> CraftedLayout:
     layers = [layer_tar({"etc/motd": b"hello\n"}), layer_tar({"data/blob.bin": random_bytes(64 * 1024, seed=3)})]
@@ -566,67 +574,108 @@ MANIFEST_DIGEST = sha256(_crafted().manifest())
 HOSTILE = {
     "dotdot-member": (
         lambda: [*_with(), TarEntry("../escape.txt", b"x")],
-        False, HostileArchiveError, r"member '\.\./escape\.txt' escapes the archive with '\.\.'", False,
+        False,
+        HostileArchiveError,
+        r"member '\.\./escape\.txt' escapes the archive with '\.\.'",
+        False,
     ),
     "dotdot-inside-path-gzipped": (
         lambda: [*_with(), TarEntry("blobs/sha256/../../../etc/cron.d/x", b"x")],
-        True, HostileArchiveError, r"escapes the archive with '\.\.'", False,
+        True,
+        HostileArchiveError,
+        r"escapes the archive with '\.\.'",
+        False,
     ),
     "absolute-member": (
         lambda: [*_with(), TarEntry("/etc/passwd", b"root::0:0::/:/bin/sh\n")],
-        False, HostileArchiveError, r"member '/etc/passwd' has an absolute path", False,
+        False,
+        HostileArchiveError,
+        r"member '/etc/passwd' has an absolute path",
+        False,
     ),
     "blobs-dir-is-symlink": (
         lambda: _symlinked_blobs_dir(_crafted()),
-        False, HostileArchiveError, r"resolves through a symlink \('blobs/sha256'\)", False,
+        False,
+        HostileArchiveError,
+        r"resolves through a symlink \('blobs/sha256'\)",
+        False,
     ),
     "blob-is-symlink": (
         lambda: _relink(_crafted(), "symlink"),
-        False, HostileArchiveError, rf"blob path 'blobs/sha256/{LAYER_DIGEST[7:]}' resolves through a symlink", False,
+        False,
+        HostileArchiveError,
+        rf"blob path 'blobs/sha256/{LAYER_DIGEST[7:]}' resolves through a symlink",
+        False,
     ),
     "blob-is-hardlink": (
         lambda: _relink(_crafted(), "hardlink"),
-        False, HostileArchiveError, rf"blob path 'blobs/sha256/{LAYER_DIGEST[7:]}' resolves through a hardlink", False,
+        False,
+        HostileArchiveError,
+        rf"blob path 'blobs/sha256/{LAYER_DIGEST[7:]}' resolves through a hardlink",
+        False,
     ),
     "layer-bytes-not-its-digest": (
         lambda: _tampered(_crafted(), "layer"),
-        False, DigestMismatchError, rf"not the expected {LAYER_DIGEST}", True,
+        False,
+        DigestMismatchError,
+        rf"not the expected {LAYER_DIGEST}",
+        True,
     ),
     "manifest-bytes-not-its-digest": (
         lambda: _tampered(_crafted(), "manifest"),
-        False, DigestMismatchError, rf"hashes to sha256:[0-9a-f]{{64}}, not {MANIFEST_DIGEST}", False,
+        False,
+        DigestMismatchError,
+        rf"hashes to sha256:[0-9a-f]{{64}}, not {MANIFEST_DIGEST}",
+        False,
     ),
     "blob-missing": (
         lambda: _missing(_crafted()),
-        False, HostileArchiveError, rf"'blobs/sha256/{_hex(_crafted().layers[0])}' is named but missing", False,
+        False,
+        HostileArchiveError,
+        rf"'blobs/sha256/{_hex(_crafted().layers[0])}' is named but missing",
+        False,
     ),
     "unknown-manifest-media-type": (
         lambda: _with(manifest_media_type=UNKNOWN_TYPE),
-        False, HostileArchiveError,
-        rf"manifest {MANIFEST_DIGEST} has unknown media type '{re.escape(UNKNOWN_TYPE)}'", False,
+        False,
+        HostileArchiveError,
+        rf"manifest {MANIFEST_DIGEST} has unknown media type '{re.escape(UNKNOWN_TYPE)}'",
+        False,
     ),
     "manifest-body-names-unknown-media-type": (
         lambda: _with(body_media_type=UNKNOWN_TYPE),
-        False, HostileArchiveError,
+        False,
+        HostileArchiveError,
         rf"manifest sha256:[0-9a-f]{{64}} says '{re.escape(UNKNOWN_TYPE)}', its descriptor '{re.escape(OCI_MANIFEST)}'",
         False,
     ),
     "layer-size-disagrees": (
         lambda: _with(layer_sizes=[len(_crafted().layers[0]), SIZE_LIE]),
-        False, HostileArchiveError,
-        rf"blob {LAYER_DIGEST} is {SIZE_LIE - 512} bytes, its descriptor says {SIZE_LIE}", False,
+        False,
+        HostileArchiveError,
+        rf"blob {LAYER_DIGEST} is {SIZE_LIE - 512} bytes, its descriptor says {SIZE_LIE}",
+        False,
     ),
     "manifest-size-disagrees": (
         lambda: _with(manifest_size=7),
-        False, HostileArchiveError, rf"manifest {MANIFEST_DIGEST} is \d+ bytes, declared 7", False,
+        False,
+        HostileArchiveError,
+        rf"manifest {MANIFEST_DIGEST} is \d+ bytes, declared 7",
+        False,
     ),
     "docker-save-layer-escapes": (
         lambda: _docker_save("../" + _hex(_crafted().layers[0]) + ".tar"),
-        False, HostileArchiveError, r"escapes the archive with '\.\.'", False,
+        False,
+        HostileArchiveError,
+        r"escapes the archive with '\.\.'",
+        False,
     ),
     "docker-save-layer-missing": (
         lambda: _docker_save(_hex(_crafted().layers[1]) + ".tar"),
-        False, HostileArchiveError, r"\.tar' is named but missing from the archive", False,
+        False,
+        HostileArchiveError,
+        r"\.tar' is named but missing from the archive",
+        False,
     ),
 }
 
@@ -654,9 +703,7 @@ def test_hostile_archive_is_refused_and_nothing_is_tagged(
         ] == [LAYER_DIGEST]
 
 
-def test_layout_directory_with_a_symlinked_blob_is_refused(
-    tmp_path: Path, repo: str, ecr: Any, stats: Any
-) -> None:
+def test_layout_directory_with_a_symlinked_blob_is_refused(tmp_path: Path, repo: str, ecr: Any, stats: Any) -> None:
     layout = _crafted()
     root = tmp_path / "layout"
     for entry in layout.entries():
@@ -683,6 +730,7 @@ def test_layout_directory_with_a_symlinked_blob_is_refused(
 
 
 # --- an ambiguous image_ref ---------------------------------------------------------------
+
 
 def _layout_naming(ref: str, *, same_manifest: bool) -> tuple[list[TarEntry], list[str]]:
     """An OCI layout whose index.json has two entries both named ``ref``, and their digests.

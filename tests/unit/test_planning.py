@@ -39,7 +39,7 @@ def test_ranges_are_inclusive_consecutive_and_cover_exactly() -> None:
     ranges = list(plan.ranges())
     assert len(ranges) == plan.parts == 3
     assert ranges[0][0] == 0 and ranges[-1][1] == plan.size - 1
-    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
     assert all(last - first + 1 == MIN_PART_SIZE for first, last in ranges)
 
 

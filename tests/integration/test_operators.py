@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from conftest import MiB, pattern_bytes, sha256
 
 from airflow_ecr_layers.core.errors import InvalidInputError, RepositoryNotFoundError, SourceError
 from airflow_ecr_layers.operators import (
@@ -16,6 +15,7 @@ from airflow_ecr_layers.operators import (
     PutImageOperator,
     UploadLayerPartsOperator,
 )
+from helpers import MiB, pattern_bytes, sha256
 
 AWS = {"aws_conn_id": "aws_default"}
 
@@ -68,7 +68,9 @@ def test_push_artifact_operator(repo: str, put_object: Any, ecr: Any) -> None:
         **AWS,
     ).execute({})
     assert result["layers"][0]["digest"] == sha256(data)
-    manifest = json.loads(ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "latest"}])["images"][0]["imageManifest"])
+    manifest = json.loads(
+        ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "latest"}])["images"][0]["imageManifest"]
+    )
     assert manifest["artifactType"] == "application/vnd.example.model.v1"
     assert manifest["layers"][0]["mediaType"] == "application/vnd.example.onnx"
     assert manifest["layers"][0]["annotations"] == {"org.opencontainers.image.title": "m.onnx"}
@@ -76,6 +78,7 @@ def test_push_artifact_operator(repo: str, put_object: Any, ecr: Any) -> None:
 
 
 # --- bad input: a clear error naming the value, before anything is written -------------
+
 
 def test_missing_source(repo: str, bucket: str, ecr: Any, stats: Any) -> None:
     with pytest.raises(SourceError, match="s3://.*artifacts/nope.bin.*does not exist"):
@@ -141,7 +144,9 @@ def test_invalid_repository_name(name: str, put_object: Any, ecr: Any, stats: An
 
 def test_invalid_registry_id(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
     with pytest.raises(InvalidInputError, match="'12'"):
-        PushArtifactOperator(task_id="p", source=put_object("m", b"m"), repository_name=repo, registry_id="12", **AWS).execute({})
+        PushArtifactOperator(
+            task_id="p", source=put_object("m", b"m"), repository_name=repo, registry_id="12", **AWS
+        ).execute({})
     _nothing_written(ecr, stats, repo)
 
 
@@ -169,7 +174,9 @@ def test_complete_needs_the_streamed_digest(ecr: Any, stats: Any) -> None:
 
 def test_put_image_with_malformed_layer(repo: str, ecr: Any, stats: Any) -> None:
     with pytest.raises(InvalidInputError, match="missing"):
-        PutImageOperator(task_id="p", repository_name=repo, layers=[{"digest": "sha256:" + "a" * 64}], **AWS).execute({})
+        PutImageOperator(task_id="p", repository_name=repo, layers=[{"digest": "sha256:" + "a" * 64}], **AWS).execute(
+            {}
+        )
     _nothing_written(ecr, stats, repo)
 
 
@@ -177,12 +184,43 @@ def test_retry_policy_reaches_the_hook() -> None:
     from airflow_ecr_layers.core.retry import RetryPolicy
 
     operator = PushArtifactOperator(
-        task_id="p", source="s3://a/b", repository_name="team/models",
-        retry_policy={"max_attempts": 2, "max_total_seconds": 30}, **AWS,
+        task_id="p",
+        source="s3://a/b",
+        repository_name="team/models",
+        upload_retry_policy={"max_attempts": 2, "max_total_seconds": 30},
+        **AWS,
     )
     assert operator.hook.retry_policy == RetryPolicy(max_attempts=2, max_total_seconds=30)
     with pytest.raises(InvalidInputError, match="max_tries"):
-        PushArtifactOperator(task_id="q", source="s3://a/b", repository_name="r1", retry_policy={"max_tries": 2})
+        PushArtifactOperator(task_id="q", source="s3://a/b", repository_name="r1", upload_retry_policy={"max_tries": 2})
+
+
+def test_our_retry_settings_under_airflows_retry_policy_name_still_work_with_a_warning() -> None:
+    from airflow_ecr_layers.core.retry import RetryPolicy
+
+    with pytest.warns(DeprecationWarning, match="upload_retry_policy"):
+        operator = PushArtifactOperator(
+            task_id="p",
+            source="s3://a/b",
+            repository_name="team/models",
+            retry_policy={"max_attempts": 2, "max_total_seconds": 30},
+            **AWS,
+        )
+    assert operator.hook.retry_policy == RetryPolicy(max_attempts=2, max_total_seconds=30)
+    assert operator.retry_policy is None  # nothing of ours where Airflow's task runner looks
+
+
+def test_airflows_own_retry_policy_goes_to_the_task_not_to_the_uploads() -> None:
+    """Airflow 3.3 calls ``task.retry_policy.evaluate(...)`` when a task fails: it must be Airflow's."""
+    retry_policy = pytest.importorskip("airflow.sdk.definitions.retry_policy")
+    from airflow_ecr_layers.core.retry import RetryPolicy
+
+    airflows = retry_policy.ExceptionRetryPolicy(rules=[])
+    operator = PushArtifactOperator(
+        task_id="p", source="s3://a/b", repository_name="team/models", retry_policy=airflows, **AWS
+    )
+    assert operator.retry_policy is airflows
+    assert operator.hook.retry_policy == RetryPolicy()
 
 
 def test_manifest_over_ecr_limit_is_refused_before_any_upload(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
@@ -194,7 +232,9 @@ def test_manifest_over_ecr_limit_is_refused_before_any_upload(repo: str, put_obj
     _nothing_written(ecr, stats, repo)
 
 
-def test_artifact_over_max_layer_size_is_refused_before_any_upload(repo: str, tmp_path: Any, ecr: Any, stats: Any) -> None:
+def test_artifact_over_max_layer_size_is_refused_before_any_upload(
+    repo: str, tmp_path: Any, ecr: Any, stats: Any
+) -> None:
     from airflow_ecr_layers.core.limits import MAX_LAYER_SIZE
 
     huge = tmp_path / "huge.bin"
@@ -211,23 +251,34 @@ def test_expected_digest_mismatch_through_the_operator(repo: str, put_object: An
     wrong = "sha256:" + "9" * 64
     with pytest.raises(DigestMismatchError, match=wrong):
         PushArtifactOperator(
-            task_id="p", source=put_object("m", b"real bytes"), repository_name=repo, tags=["v1"],
-            expected_digest=wrong, **AWS,
+            task_id="p",
+            source=put_object("m", b"real bytes"),
+            repository_name=repo,
+            tags=["v1"],
+            expected_digest=wrong,
+            **AWS,
         ).execute({})
     assert stats.total().complete_layer_upload_calls == 0 and stats.total().put_image_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
 
 def test_artifact_with_subject_refers_to_an_image(repo: str, put_object: Any, ecr: Any) -> None:
-    image = PushArtifactOperator(task_id="img", source=put_object("app.bin", b"app"), repository_name=repo,
-                                 tags=["app"], **AWS).execute({})
+    image = PushArtifactOperator(
+        task_id="img", source=put_object("app.bin", b"app"), repository_name=repo, tags=["app"], **AWS
+    ).execute({})
     stored = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "app"}])["images"][0]["imageManifest"]
     sbom = PushArtifactOperator(
-        task_id="sbom", source=put_object("sbom.json", b'{"sbom": true}'), repository_name=repo,
-        artifact_type="application/spdx+json", subject=image["image_digest"], **AWS,
+        task_id="sbom",
+        source=put_object("sbom.json", b'{"sbom": true}'),
+        repository_name=repo,
+        artifact_type="application/spdx+json",
+        subject=image["image_digest"],
+        **AWS,
     ).execute({})
     manifest = json.loads(
-        ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageDigest": sbom["image_digest"]}])["images"][0]["imageManifest"]
+        ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageDigest": sbom["image_digest"]}])["images"][0][
+            "imageManifest"
+        ]
     )
     assert manifest["subject"] == {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -240,6 +291,7 @@ def test_artifact_with_subject_refers_to_an_image(repo: str, put_object: Any, ec
 def test_subject_that_is_not_in_the_repository(repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
     missing = "sha256:" + "5" * 64
     with pytest.raises(InvalidInputError, match=f"subject {missing} is not an image"):
-        PushArtifactOperator(task_id="s", source=put_object("s.json", b"{}"), repository_name=repo,
-                             subject=missing, **AWS).execute({})
+        PushArtifactOperator(
+            task_id="s", source=put_object("s.json", b"{}"), repository_name=repo, subject=missing, **AWS
+        ).execute({})
     _nothing_written(ecr, stats, repo)

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from conftest import MiB, pattern_bytes, sha256
 
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact, put_artifact_manifest
 from airflow_ecr_layers.core.errors import (
@@ -19,6 +18,7 @@ from airflow_ecr_layers.core.manifest import Descriptor, Manifest, build_image_m
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.xcom import descriptor_of
+from helpers import MiB, pattern_bytes, sha256
 
 PART = MIN_PART_SIZE
 
@@ -45,7 +45,10 @@ def test_push_sizes_digests_check_out_against_ecr(
     data = pattern_bytes(size, seed=size)
     source = open_source(put_object(f"blob-{size}", data), "aws_default")
     result = push_artifact(
-        hook.engine, repo, [LayerSpec(source, "application/octet-stream", title=source.title)], tags=["v1"],
+        hook.engine,
+        repo,
+        [LayerSpec(source, "application/octet-stream", title=source.title)],
+        tags=["v1"],
         part_size=PART,
     ).as_dict()
     layer = result["layers"][0]
@@ -95,12 +98,16 @@ def test_layer_already_exists_at_complete_counts_as_success(hook: Any, repo: str
     assert (first.skipped, second.skipped) == (False, True)
 
 
-def test_expected_digest_mismatch_never_completes_or_tags(hook: Any, repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+def test_expected_digest_mismatch_never_completes_or_tags(
+    hook: Any, repo: str, put_object: Any, ecr: Any, stats: Any
+) -> None:
     data = pattern_bytes(PART + 1)
     wrong = "sha256:" + "0" * 64
     source = open_source(put_object("m", data), "aws_default")
     with pytest.raises(DigestMismatchError, match=wrong):
-        push_artifact(hook.engine, repo, [LayerSpec(source, "application/octet-stream", expected_digest=wrong)], tags=["v1"])
+        push_artifact(
+            hook.engine, repo, [LayerSpec(source, "application/octet-stream", expected_digest=wrong)], tags=["v1"]
+        )
     assert stats.repository(repo).complete_layer_upload_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
@@ -121,7 +128,9 @@ def test_put_image_with_never_uploaded_layer_fails(hook: Any, repo: str, ecr: An
 
 
 def test_put_image_with_never_uploaded_config_fails(hook: Any, repo: str, put_object: Any) -> None:
-    blob = hook.push_blob(repo, open_source(put_object("l", b"layer"), "aws_default"), media_type="application/octet-stream")
+    blob = hook.push_blob(
+        repo, open_source(put_object("l", b"layer"), "aws_default"), media_type="application/octet-stream"
+    )
     config = {"digest": "sha256:" + "3" * 64, "size": 2, "media_type": "application/vnd.oci.image.config.v1+json"}
     with pytest.raises(LayersNotFoundError):
         put_artifact_manifest(hook.engine, repo, [blob.descriptor()], config=descriptor_of(config), tags=["v1"])
@@ -129,7 +138,9 @@ def test_put_image_with_never_uploaded_config_fails(hook: Any, repo: str, put_ob
 
 def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_object: Any) -> None:
     """A client that sent the wrong imageDigest would fail on real ECR; the strict server agrees."""
-    blob = hook.push_blob(repo, open_source(put_object("l2", b"layer2"), "aws_default"), media_type="application/octet-stream")
+    blob = hook.push_blob(
+        repo, open_source(put_object("l2", b"layer2"), "aws_default"), media_type="application/octet-stream"
+    )
     hook.push_blob(repo, BytesSource(b"{}"), media_type="application/vnd.oci.empty.v1+json")
     good = build_image_manifest([Descriptor("application/octet-stream", blob.digest, blob.size)])
 
@@ -143,7 +154,9 @@ def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_o
     assert hook.put_image(repo, good, "v1").image_digest == good.digest
 
 
-def test_one_put_image_per_tag_and_repush_same_tags(hook: Any, repo: str, put_object: Any, ecr: Any, stats: Any) -> None:
+def test_one_put_image_per_tag_and_repush_same_tags(
+    hook: Any, repo: str, put_object: Any, ecr: Any, stats: Any
+) -> None:
     source = open_source(put_object("t", b"tagged"), "aws_default")
     spec = LayerSpec(source, "application/octet-stream")
     first = push_artifact(hook.engine, repo, [spec], tags=["a", "b", "c"]).as_dict()
@@ -156,9 +169,19 @@ def test_one_put_image_per_tag_and_repush_same_tags(hook: Any, repo: str, put_ob
 
 def test_immutable_tag_is_a_clear_error(hook: Any, ecr: Any, put_object: Any) -> None:
     ecr.create_repository(repositoryName="locked", imageTagMutability="IMMUTABLE")
-    push_artifact(hook.engine, "locked", [LayerSpec(open_source(put_object("i1", b"one"), "aws_default"), "application/octet-stream")], tags=["v1"])
+    push_artifact(
+        hook.engine,
+        "locked",
+        [LayerSpec(open_source(put_object("i1", b"one"), "aws_default"), "application/octet-stream")],
+        tags=["v1"],
+    )
     with pytest.raises(ImageTagAlreadyExistsError, match="locked"):
-        push_artifact(hook.engine, "locked", [LayerSpec(open_source(put_object("i2", b"two"), "aws_default"), "application/octet-stream")], tags=["v1"])
+        push_artifact(
+            hook.engine,
+            "locked",
+            [LayerSpec(open_source(put_object("i2", b"two"), "aws_default"), "application/octet-stream")],
+            tags=["v1"],
+        )
 
 
 def test_parallel_layers_keep_order(hook: Any, repo: str, put_object: Any, ecr: Any) -> None:
@@ -170,7 +193,11 @@ def test_parallel_layers_keep_order(hook: Any, repo: str, put_object: Any, ecr: 
     result = push_artifact(hook.engine, repo, specs, tags=["multi"], max_concurrency=3).as_dict()
     assert [layer["digest"] for layer in result["layers"]] == [sha256(b) for b in blobs]
     manifest = json.loads(_manifest_in_ecr(ecr, repo, "multi"))
-    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"]] == ["p0", "p1", "p2"]
+    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"]] == [
+        "p0",
+        "p1",
+        "p2",
+    ]
 
 
 def test_file_url_source(hook: Any, repo: str, tmp_path: Any) -> None:

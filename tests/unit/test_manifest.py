@@ -30,7 +30,11 @@ def test_artifact_manifest_shape_and_digest_of_exact_bytes() -> None:
     body = json.loads(manifest.data)
     assert body["mediaType"] == OCI_MANIFEST == manifest.media_type
     assert body["artifactType"] == "application/vnd.example.model.v1"
-    assert body["config"] == {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY_DESCRIPTOR.digest, "size": 2}
+    assert body["config"] == {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": EMPTY_DESCRIPTOR.digest,
+        "size": 2,
+    }
     assert body["layers"][0]["annotations"] == {"org.opencontainers.image.title": "m.bin"}
     assert body["annotations"] == {"k": "v"}
     assert manifest.digest == "sha256:" + hashlib.sha256(manifest.data).hexdigest()

@@ -68,9 +68,11 @@ class _ShortSource(BytesSource):
 
 
 def test_source_shorter_than_declared_fails_naming_offset() -> None:
-    with PartReader(_ShortSource(DATA, "s3://b/short"), 4096) as reader:
-        with pytest.raises(SourceError, match=r"s3://b/short ended at byte 10500"):
-            drain(reader)
+    with (
+        PartReader(_ShortSource(DATA, "s3://b/short"), 4096) as reader,
+        pytest.raises(SourceError, match=r"s3://b/short ended at byte 10500"),
+    ):
+        drain(reader)
 
 
 class _CountingSource(BytesSource):

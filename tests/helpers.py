@@ -1,0 +1,26 @@
+"""Helpers the tests of every tier share (imported as ``helpers``; ``tests/`` is on the path)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from airflow_ecr_layers.core.limits import MiB
+
+__all__ = ["CONN_ID", "ROOT", "MiB", "pattern_bytes", "sha256"]
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository's root."""
+CONN_ID = "aws_default"
+"""The Airflow connection the tests point at the embedded ECR+S3."""
+
+
+def pattern_bytes(size: int, seed: int = 0) -> bytes:
+    """Deterministic bytes that differ per position (so misplaced parts change the digest)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    reps = -(-size // len(block))
+    return (block * reps)[:size]
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

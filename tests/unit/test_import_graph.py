@@ -1,0 +1,107 @@
+"""The layers import only downward: core/ never imports Airflow, and the runtime never imports moto."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "airflow_ecr_layers"
+TEST_TOOLS = PACKAGE / "testing"
+"""The ``[testing]`` extra: the only place moto may be imported."""
+
+
+def imported_modules(path: Path, package: str | None = None) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function (relative imports resolved
+    against ``package``, by default the one ``path`` is in)."""
+    if package is None:
+        package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def is_under(module: str, top: str) -> bool:
+    return module == top or module.startswith(top + ".")
+
+
+def modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules(PACKAGE / "core"), ids=lambda p: p.name)
+def test_core_never_imports_airflow(path: Path) -> None:
+    assert not {m for m in imported_modules(path) if is_under(m, "airflow")}
+
+
+RUNTIME = [p for p in modules(PACKAGE) if TEST_TOOLS not in p.parents]
+
+
+@pytest.mark.parametrize("path", RUNTIME, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_runtime_never_imports_moto_or_the_test_tools(path: Path) -> None:
+    imports = imported_modules(path)
+    assert not {m for m in imports if is_under(m, "moto") or is_under(m, "airflow_ecr_layers.testing")}
+
+
+def test_the_checker_sees_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "def f():\n    import moto.ecr\n    from airflow.sdk import DAG\nfrom . import limits\nfrom .errors import X\n"
+    )
+    found = imported_modules(sample, "airflow_ecr_layers.core")
+    assert found == {"moto.ecr", "airflow.sdk", "airflow_ecr_layers.core", "airflow_ecr_layers.core.errors"}
+    assert is_under("airflow.sdk", "airflow") and not is_under("airflow_ecr_layers.core", "airflow")
+
+
+_BLOCK_MOTO = """
+import sys
+
+class NoMoto:
+    def find_spec(self, name, path=None, target=None):
+        if name == "moto" or name.startswith("moto."):
+            raise ImportError(f"moto is not installed here ({name})")
+        return None
+
+sys.meta_path.insert(0, NoMoto())
+import airflow_ecr_layers.operators, airflow_ecr_layers.sensors, airflow_ecr_layers.triggers
+import airflow_ecr_layers.hooks, airflow_ecr_layers.assets, airflow_ecr_layers.cli
+try:
+    import airflow_ecr_layers.testing
+except ImportError as exc:
+    print("testing:", exc)
+print(sorted(m for m in sys.modules if m == "moto" or m.startswith("moto.")))
+"""
+
+
+def test_the_provider_imports_where_moto_is_missing_and_the_test_tools_say_what_to_install() -> None:
+    done = subprocess.run([sys.executable, "-c", _BLOCK_MOTO], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "[]"
+    assert "pip install 'airflow-ecr-layers[testing]'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"), [((5, 2, 5), True), ((5, 2, 9), True), ((5, 2, 4), False), ((5, 3, 0), False)]
+)
+def test_the_test_tools_refuse_a_moto_they_were_not_written_for(version: tuple[int, ...], ok: bool) -> None:
+    from airflow_ecr_layers.testing import check_moto
+
+    if ok:
+        check_moto(version)
+    else:
+        with pytest.raises(ImportError, match=r">=5\.2\.5,<5\.3\.0"):
+            check_moto(version)
