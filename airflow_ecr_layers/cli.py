@@ -1,6 +1,9 @@
 """``airflow-ecr-layers``: the same pushes as the operators, from a shell.
 
     airflow-ecr-layers push SOURCE... REPOSITORY[:TAG] [--tag T] [--artifact-type T] [--annotation k=v]
+        [--chunk-size BYTES] [--hash-first] [--no-reuse] [--reuse-from TAG|DIGEST] [--record-source]
+
+A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (``*``, ``**``).
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
     airflow-ecr-layers plan SOURCE [--part-size N]
 
@@ -20,8 +23,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, LayerSpec, push_artifact
+from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, push_artifact
 from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
+from airflow_ecr_layers.core.layers import layers_of
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
 from airflow_ecr_layers.core.planning import plan_parts
 from airflow_ecr_layers.core.transfer import EcrTransfer
@@ -61,17 +65,22 @@ def make_engine(args: argparse.Namespace) -> EcrTransfer:
 
 
 def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.object_storage import open_source
+    from airflow_ecr_layers.object_storage import open_sources
 
     *urls, reference = args.items
     if not urls:
         raise InvalidInputError("push needs at least one SOURCE before REPOSITORY[:TAG]")
     repository, tags = split_reference(reference)
-    sources = [open_source(url, args.conn_id) for url in urls]
+    layers = layers_of(
+        open_sources(urls, args.conn_id),
+        args.media_type,
+        chunk_size=args.chunk_size,
+        expected_digest=args.expected_digest,
+    )
     return push_artifact(
         make_engine(args),
         repository,
-        [LayerSpec(s, args.media_type, title=s.title, expected_digest=args.expected_digest) for s in sources],
+        layers,
         tags=tags + args.tag,
         artifact_type=args.artifact_type,
         annotations=parse_annotations(args.annotation),
@@ -79,6 +88,10 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         registry_id=args.registry_id,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
+        reuse=args.reuse,
+        reuse_from=args.reuse_from,
+        hash_first=args.hash_first,
+        record_source=args.record_source,
     ).as_dict()
 
 
@@ -134,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--subject", help="digest of an image in the repository this artifact refers to")
     push.add_argument("--registry-id", help="12-digit account id of the registry")
     push.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    push.add_argument("--chunk-size", type=int, help="split files larger than this many bytes into layers of it")
+    push.add_argument(
+        "--no-reuse",
+        dest="reuse",
+        action="store_false",
+        help="do not reuse the layers the previous push recorded for unchanged sources",
+    )
+    push.add_argument(
+        "--reuse-from", metavar="TAG|DIGEST", help="reuse the layers of this image (default: the first tag)"
+    )
+    push.add_argument(
+        "--hash-first",
+        action="store_true",
+        help="hash each source first; upload only what ECR lacks (reads a changed source twice)",
+    )
+    push.add_argument(
+        "--record-source",
+        action="store_true",
+        help="record source URL, size, ETag, version in clear on the layers (default: a digest of them)",
+    )
     push.set_defaults(run=cmd_push)
 
     archive = sub.add_parser("push-archive", parents=[common], help="push a docker-save tarball or OCI layout")

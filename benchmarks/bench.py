@@ -81,12 +81,35 @@ class Sizes:
     """Each of the four parallel layers."""
     repeats: int
     """Runs of each sink throughput figure; the median is reported."""
+    repush_object: int
+    """Each of the eight objects of the re-push prefix."""
+    chunked_file: int
+    """The one file pushed with and without chunk_size (chunks of a quarter of it)."""
 
 
 FULL = Sizes(
-    throughput=512 * MiB, moto=120 * MiB, rss_small=256 * MiB, rss_large=2048 * MiB, layer=256 * MiB, repeats=3
+    throughput=512 * MiB,
+    moto=120 * MiB,
+    rss_small=256 * MiB,
+    rss_large=2048 * MiB,
+    layer=256 * MiB,
+    repeats=3,
+    repush_object=64 * MiB,
+    chunked_file=1024 * MiB,
 )
-QUICK = Sizes(throughput=160 * MiB, moto=40 * MiB, rss_small=64 * MiB, rss_large=512 * MiB, layer=64 * MiB, repeats=1)
+QUICK = Sizes(
+    throughput=160 * MiB,
+    moto=40 * MiB,
+    rss_small=64 * MiB,
+    rss_large=512 * MiB,
+    layer=64 * MiB,
+    repeats=1,
+    repush_object=16 * MiB,
+    chunked_file=256 * MiB,
+)
+REPUSH_OBJECTS = 8
+REPUSH_PREFIX = "repush/"
+REPUSH_REPOSITORY = "bench/repush"
 
 
 # -- processes and environment ------------------------------------------------------------
@@ -190,17 +213,17 @@ def mib_per_s(size: int, seconds: float) -> float:
 
 
 # -- artifacts in S3 ----------------------------------------------------------------------
-def pattern_chunk(index: int, size: int) -> bytes:
+def pattern_chunk(index: int, size: int, salt: bytes = b"") -> bytes:
     """Incompressible-looking bytes that differ per chunk (cheap: one shake_256 call)."""
-    return hashlib.shake_256(index.to_bytes(8, "big")).digest(size)
+    return hashlib.shake_256(salt + index.to_bytes(8, "big")).digest(size)
 
 
-def seed_object(s3: Any, key: str, size: int) -> str:
+def seed_object(s3: Any, key: str, size: int, salt: bytes = b"") -> str:
     """Put ``size`` bytes at ``s3://BUCKET/key`` a chunk at a time (multipart); return the URL."""
     upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
     parts = []
     for number, offset in enumerate(range(0, size, SEED_CHUNK), start=1):
-        body = pattern_chunk(number, min(SEED_CHUNK, size - offset))
+        body = pattern_chunk(number, min(SEED_CHUNK, size - offset), salt)
         etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
         parts.append({"PartNumber": number, "ETag": etag})
     s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
@@ -439,6 +462,112 @@ def measure_parallel(
     return {c: sorted(runs, key=lambda run: run[0])[len(runs) // 2] for c, runs in found.items()}
 
 
+# -- publishing what changed -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Push:
+    label: str
+    seconds: float
+    totals: dict[str, int]
+
+
+def push_prefix(
+    conn_id: str, url: str, repository: str, tags: list[str], chunk_size: int | None = None, max_concurrency: int = 2
+) -> Push:
+    """One ``push_artifact`` of what ``url`` (a prefix or an object) stands for, as the operator does it."""
+    from airflow_ecr_layers.core.artifact import push_artifact
+    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.object_storage import open_sources
+
+    engine = ecr_hook(conn_id, fast_upload=True).engine
+    started = time.perf_counter()
+    layers = layers_of(open_sources(url, S3_CONN_ID), "application/octet-stream", chunk_size=chunk_size)
+    result = push_artifact(engine, repository, layers, tags=tags, part_size=PART_SIZE, max_concurrency=max_concurrency)
+    return Push("", time.perf_counter() - started, result.totals)
+
+
+def measure_repush(sizes: Sizes, moto_url: str) -> list[Push]:
+    """Eight objects under a prefix to moto's strict ECR: pushed, pushed again unchanged, then
+    again after one object is overwritten with new bytes of the same size."""
+    s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
+    boto_client("ecr", moto_url).create_repository(repositoryName=REPUSH_REPOSITORY)
+    for index in range(REPUSH_OBJECTS):
+        seed_object(s3, f"{REPUSH_PREFIX}object-{index}.bin", sizes.repush_object, salt=bytes([index]))
+    url = f"s3://{BUCKET}/{REPUSH_PREFIX}"
+    first = push_prefix(MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
+    unchanged = push_prefix(MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
+    seed_object(s3, f"{REPUSH_PREFIX}object-3.bin", sizes.repush_object, salt=b"changed")
+    one_changed = push_prefix(MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
+    labels = ("first push", "again, unchanged", "again, 1 of 8 changed")
+    return [Push(label, p.seconds, p.totals) for label, p in zip(labels, (first, unchanged, one_changed), strict=True)]
+
+
+def measure_chunked(sizes: Sizes, moto_url: str) -> tuple[Push, Push]:
+    """One file to the slow sink, as one layer and as four chunks, at ``max_concurrency`` 2."""
+    s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
+    url = seed_object(s3, "chunked/model.bin", sizes.chunked_file, salt=b"chunked")
+    whole = push_prefix(SLOW_SINK_CONN_ID, url, REPOSITORY, [], max_concurrency=2)
+    chunked = push_prefix(SLOW_SINK_CONN_ID, url, REPOSITORY, [], chunk_size=sizes.chunked_file // 4, max_concurrency=2)
+    return Push("one layer", whole.seconds, whole.totals), Push("4 chunks", chunked.seconds, chunked.totals)
+
+
+def print_repush(sizes: Sizes, pushes: list[Push], chunks: tuple[Push, Push]) -> None:
+    print(
+        f"\n{REPUSH_OBJECTS} objects of {sizes.repush_object // MiB} MiB under a prefix, push_artifact to moto's "
+        "strict ECR (bytes as the engine counts them: read from S3, sent in UploadLayerPart)"
+    )
+    print(f"{'push':<24} {'s':>7} {'reused':>7} {'skipped':>8} {'MiB read':>9} {'MiB sent':>9}")
+    for push in pushes:
+        t = push.totals
+        print(
+            f"{push.label:<24} {push.seconds:>7.2f} {t['reused']:>4}/{t['layers']:<2} {t['skipped']:>8} "
+            f"{t['bytes_read'] / MiB:>9.1f} {t['bytes_sent'] / MiB:>9.1f}"
+        )
+    print(
+        f"\none {sizes.chunked_file // MiB} MiB file to a sink that answers each part {PART_DELAY_MS} ms after "
+        "reading it, max_concurrency 2"
+    )
+    print(f"{'layers':<24} {'s':>7} {'MiB/s':>8}")
+    for push in chunks:
+        print(f"{push.label:<24} {push.seconds:>7.2f} {mib_per_s(sizes.chunked_file, push.seconds):>8.1f}")
+
+
+def repush_line(pushes: list[Push], chunks: tuple[Push, Push]) -> str:
+    first, unchanged, changed = (p.totals for p in pushes)
+    whole, chunked = chunks
+    return (
+        f"repush: unchanged_read_ratio={unchanged['bytes_read'] / first['bytes_read']:.3f} "
+        f"unchanged_sent_ratio={unchanged['bytes_sent'] / first['bytes_sent']:.3f} "
+        f"one_changed_read_ratio={changed['bytes_read'] / first['bytes_read']:.3f} "
+        f"one_changed_sent_ratio={changed['bytes_sent'] / first['bytes_sent']:.3f} "
+        f"chunked_speedup={whole.seconds / chunked.seconds:.2f}"
+    )
+
+
+def run_repush(sizes: Sizes) -> str:
+    """Only the re-push and chunk figures (``--repush-only``)."""
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    with (
+        service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
+        service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
+        service(
+            sys.executable,
+            str(ROOT / "benchmarks" / "sink.py"),
+            "--part-size",
+            str(PART_SIZE),
+            "--part-delay-ms",
+            str(PART_DELAY_MS),
+        ) as slow_sink,
+    ):
+        configure_environment(moto.url, sink.url, slow_sink.url)
+        boto_client("s3", moto.url).create_bucket(Bucket=BUCKET)
+        pushes = measure_repush(sizes, moto.url)
+        chunks = measure_chunked(sizes, moto.url)
+    print_repush(sizes, pushes, chunks)
+    print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
+    return repush_line(pushes, chunks)
+
+
 def run(sizes: Sizes) -> str:
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
@@ -463,16 +592,20 @@ def run(sizes: Sizes) -> str:
         large = measure_rss(keys[sizes.rss_large], keys[WARMUP_SIZE])
         parallel = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
         waiting = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": slow_sink.pid}, SLOW_SINK_CONN_ID)
+        pushes = measure_repush(sizes, moto.url)
+        chunks = measure_chunked(sizes, moto.url)
 
     print_throughput(rows, sizes.repeats)
     print_memory(sizes, small, large)
     print_parallel(sizes, parallel, "the sink")
     print_parallel(sizes, waiting, f"a sink that answers each part {PART_DELAY_MS} ms after reading it")
+    print_repush(sizes, pushes, chunks)
     print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
     floor, fast = rows[0].rate, rows[2].rate
     return (
         f"bench: ours_vs_floor={fast / floor:.2f} rss_growth_parts={large['growth'] / PART_SIZE:.1f} "
-        f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f} parallel_speedup={parallel[1][0] / parallel[2][0]:.2f}"
+        f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f} parallel_speedup={parallel[1][0] / parallel[2][0]:.2f}\n"
+        + repush_line(pushes, chunks)
     )
 
 
@@ -514,12 +647,14 @@ def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]], ta
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each (under 2 minutes)")
+    parser.add_argument("--repush-only", action="store_true", help="only the re-push and chunked figures")
     parser.add_argument("--rss-child", nargs=2, metavar=("URL", "WARMUP_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child)))
         return 0
-    print(run(QUICK if args.quick else FULL))
+    sizes = QUICK if args.quick else FULL
+    print(run_repush(sizes) if args.repush_only else run(sizes))
     return 0
 
 

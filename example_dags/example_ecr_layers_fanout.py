@@ -2,13 +2,18 @@
 
 Each mapped group runs initiate -> upload parts -> complete for its file; on a
 parallel executor the uploads run at the same time, on different workers if need be.
+The files are the ``sources`` param, or every object under the ``prefix`` param
+(``list_prefix`` lists it, sorted by key).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
 from airflow.sdk import DAG, Param, task, task_group
 
+from airflow_ecr_layers.object_storage import list_prefix
 from airflow_ecr_layers.operators import (
     CompleteLayerUploadOperator,
     InitiateLayerUploadOperator,
@@ -27,14 +32,19 @@ with DAG(
             ["s3://artifacts/bundle/weights.bin", "s3://artifacts/bundle/tokenizer.json"],
             type="array",
         ),
+        "prefix": Param("", type="string", description="e.g. s3://artifacts/bundle/ (instead of sources)"),
         "repository": Param("demo/bundles", type="string"),
         "tag": Param("latest", type="string"),
     },
 ) as dag:
 
     @task
-    def list_sources(params: dict | None = None) -> list[str]:
-        return list(params["sources"]) if params else []
+    def list_sources(params: dict[str, Any] | None = None) -> list[str]:
+        if not params:
+            return []
+        if params.get("prefix"):
+            return list_prefix(params["prefix"], "aws_default")
+        return list(params["sources"])
 
     @task_group
     def layer(source: str):

@@ -6,10 +6,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 
+from airflow_ecr_layers.core.discovery import Finding, learn_digests, previous_layers
 from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.layers import LayerSpec as LayerSpec  # re-exported: its old home
+from airflow_ecr_layers.core.layers import check_layers
 from airflow_ecr_layers.core.limits import (
+    MiB,
     validate_digest,
     validate_registry_id,
     validate_repository_name,
@@ -28,7 +32,7 @@ from airflow_ecr_layers.core.manifest import (
 )
 from airflow_ecr_layers.core.planning import plan_parts
 from airflow_ecr_layers.core.results import ArtifactPushResult, BlobResult, ManifestResult
-from airflow_ecr_layers.core.sources import BlobSource, BytesSource
+from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -37,21 +41,6 @@ _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 DEFAULT_MAX_CONCURRENCY = 2
 """Layers uploaded at once: one per core on the 2-core workers we measure on."""
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    source: BlobSource
-    media_type: str
-    title: str | None = None
-    expected_digest: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    def all_annotations(self) -> dict[str, str]:
-        found = dict(self.annotations)
-        if self.title:
-            found.setdefault("org.opencontainers.image.title", self.title)
-        return found
 
 
 def subject_descriptor(
@@ -167,11 +156,22 @@ def push_artifact(
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    reuse: bool = True,
+    reuse_from: str | None = None,
+    hash_first: bool = False,
+    record_source: bool = False,
 ) -> ArtifactPushResult:
     """Validate everything, push every layer, then the manifest: no tag before all blobs are in.
 
     ``subject`` (an image digest in the same repository, or its descriptor) makes the
     artifact a referrer of that image (an SBOM, a signature...).
+
+    Layers whose digest can be learnt without reading them (:mod:`.discovery`) and that
+    ECR holds are neither read nor uploaded: with ``reuse``, the layers recorded by the
+    image ``reuse_from`` names (a tag or a digest; by default the first tag) are matched
+    to the sources by identity. ``hash_first`` reads each remaining source once to hash
+    it before deciding to upload. Every layer records its source's identity (a digest of
+    it; ``record_source`` also writes the fields in clear).
     """
     validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
@@ -179,14 +179,18 @@ def push_artifact(
     max_concurrency = check_max_concurrency(max_concurrency)
     if not layers:
         raise InvalidInputError("Nothing to push: no sources given")
+    check_layers(layers)
     for layer in layers:
         validate_media_type(layer.media_type, "layer media type")
         plan_parts(layer.source.size, part_size)
     if artifact_type is not None:
         validate_media_type(artifact_type, "artifact type")
+    if reuse_from is not None and not reuse_from.startswith("sha256:"):
+        validate_tags([reuse_from])
     registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     if isinstance(subject, str):
         subject = subject_descriptor(engine, repository_name, subject, registry_id)
+    layers = [_recording_identity(layer, registry_id, repository_name, record_source) for layer in layers]
     # The manifest's size is known before any upload: digests have a fixed length.
     build_image_manifest(
         [Descriptor(spec.media_type, _PLACEHOLDER_DIGEST, spec.source.size, spec.all_annotations()) for spec in layers],
@@ -194,9 +198,31 @@ def push_artifact(
         annotations=annotations,
         subject=subject,
     )
-    blobs = push_layers(
-        engine, repository_name, layers, registry_id=registry_id, part_size=part_size, max_concurrency=max_concurrency
+    reference = (reuse_from or (tags[0] if tags else None)) if reuse else None
+    recorded = previous_layers(engine.calls, repository_name, registry_id, reference)
+    findings = learn_digests(
+        engine.calls, repository_name, registry_id, layers, recorded=recorded, hash_first=hash_first
     )
+    to_upload = [
+        replace(layer, expected_digest=found.digest)
+        for layer, found in zip(layers, findings, strict=True)
+        if not found.present
+    ]
+    uploaded = iter(
+        push_layers(
+            engine,
+            repository_name,
+            to_upload,
+            registry_id=registry_id,
+            part_size=part_size,
+            max_concurrency=max_concurrency,
+            check_first=False,
+        )
+    )
+    blobs = [
+        _held(layer, found, registry_id, repository_name) if found.present else _after_upload(next(uploaded), found)
+        for layer, found in zip(layers, findings, strict=True)
+    ]
     put = put_artifact_manifest(
         engine,
         repository_name,
@@ -207,4 +233,44 @@ def push_artifact(
         subject=subject,
         registry_id=registry_id,
     )
-    return ArtifactPushResult(**vars(put), layers=blobs)
+    result = ArtifactPushResult(**vars(put), layers=blobs)
+    totals = result.totals
+    log.info(
+        "reused %d of %d layers; read %.1f MiB, sent %.1f MiB",
+        totals["reused"],
+        totals["layers"],
+        totals["bytes_read"] / MiB,
+        totals["bytes_sent"] / MiB,
+    )
+    return result
+
+
+def _recording_identity(layer: LayerSpec, registry_id: str, repository_name: str, in_clear: bool) -> LayerSpec:
+    """``layer`` with its source's identity in its annotations (unchanged where it has none)."""
+    if layer.identity is None:
+        return layer
+    recorded = layer.identity.annotations(
+        registry_id, repository_name, layer.offset, layer.source.size, in_clear=in_clear
+    )
+    return replace(layer, annotations={**layer.annotations, **recorded})
+
+
+def _held(layer: LayerSpec, found: Finding, registry_id: str, repository_name: str) -> BlobResult:
+    """The result for a layer ECR already holds: nothing sent."""
+    assert found.digest is not None
+    return BlobResult(
+        registry_id,
+        repository_name,
+        found.digest,
+        layer.source.size,
+        layer.media_type,
+        skipped=True,
+        annotations=layer.all_annotations(),
+        reused=found.reused,
+        bytes_read=found.bytes_read,
+    )
+
+
+def _after_upload(blob: BlobResult, found: Finding) -> BlobResult:
+    """An uploaded layer's result, counting what was read to learn its digest too."""
+    return replace(blob, bytes_read=blob.bytes_read + found.bytes_read)

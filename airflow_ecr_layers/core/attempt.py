@@ -127,10 +127,16 @@ class BlobAttempt:
         self.restarts = 0
         self.resumes = 0
         self.sent = 0
+        """Part requests ECR took."""
+        self.bytes_sent = 0
+        """Bytes of every part request made, refused and lost ones included."""
+        self.bytes_read = 0
+        """Bytes read from the source for this blob, re-reads included."""
 
     def send(self, part: Part) -> PartOutcome:
         """Send ``part`` (transient failures retried within the budget); what ECR made of it."""
         session = self.session
+        self.bytes_sent += len(part.data)
         try:
             last = self.budget.call(
                 f"UploadLayerPart {part.first_byte}-{part.last_byte} of upload {session.upload_id}",

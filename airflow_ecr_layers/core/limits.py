@@ -17,6 +17,9 @@ MAX_LAYER_SIZE = 52_000 * MiB
 MAX_MANIFEST_SIZE = 4_194_304
 MAX_TAGS = 1000
 MAX_DIGESTS_PER_CHECK = 100
+MAX_LAYERS = 1000
+"""Layers of one artifact this provider writes: ECR rejects manifests with very many layers
+(an opaque "Invalid JSON syntax"); a thousand titled layers stay far below its 4 MiB manifest limit."""
 
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"

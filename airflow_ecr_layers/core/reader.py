@@ -81,6 +81,8 @@ class PartReader:
         self._depth = depth
         self._hasher = hashlib.sha256()
         self._hashed_upto = 0
+        self.bytes_read = 0
+        """Bytes read from the source so far, re-reads included (final once the reader is closed)."""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._slots = threading.Semaphore(depth)
@@ -198,6 +200,7 @@ class PartReader:
                     try:
                         view = memoryview(self._buffer(index, min(self._part_size, offset - position)))
                         readinto_exact(handle, view, name=name, at=position)
+                        self.bytes_read += len(view)
                         self._hash(position, view)
                     finally:
                         slots.release()
@@ -210,6 +213,7 @@ class PartReader:
                     data = self._buffer(index, min(self._part_size, self._size - position))
                     view = memoryview(data)
                     readinto_exact(handle, view, name=name, at=position)
+                    self.bytes_read += len(view)
                     self._hash(position, view)
                     out.put(Part(position, data))
                     position += len(data)

@@ -25,6 +25,8 @@ class UploadedParts:
     last_byte_received: int
     resumes: int = 0
     restarts: int = 0
+    bytes_read: int = 0
+    bytes_sent: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,8 @@ class UploadedParts:
             "last_byte_received": self.last_byte_received,
             "resumes": self.resumes,
             "restarts": self.restarts,
+            "bytes_read": self.bytes_read,
+            "bytes_sent": self.bytes_sent,
         }
 
 
@@ -49,8 +53,14 @@ class BlobResult:
     size: int
     media_type: str
     skipped: bool = False
-    """Already in the repository before this push: nothing was uploaded."""
+    """ECR had the blob already: found before the upload (nothing sent), or reported at completion."""
     annotations: dict[str, str] = field(default_factory=dict)
+    reused: bool = False
+    """The digest came from the previous push's record of this source: the source was not read."""
+    bytes_read: int = 0
+    """Bytes read from the source (a hash-first pass and re-reads included)."""
+    bytes_sent: int = 0
+    """Bytes sent in UploadLayerPart requests."""
 
     def descriptor(self) -> Descriptor:
         """The blob as a manifest names it."""
@@ -96,8 +106,19 @@ class ArtifactPushResult(ManifestResult):
 
     layers: list[BlobResult] = field(default_factory=list)
 
+    @property
+    def totals(self) -> dict[str, int]:
+        """Layers, and how many were reused and skipped; bytes read and sent, over all layers."""
+        return {
+            "layers": len(self.layers),
+            "reused": sum(layer.reused for layer in self.layers),
+            "skipped": sum(layer.skipped for layer in self.layers),
+            "bytes_read": sum(layer.bytes_read for layer in self.layers),
+            "bytes_sent": sum(layer.bytes_sent for layer in self.layers),
+        }
+
     def as_dict(self) -> dict[str, Any]:
-        return {**super().as_dict(), "layers": [layer.as_dict() for layer in self.layers]}
+        return {**super().as_dict(), "layers": [layer.as_dict() for layer in self.layers], "totals": self.totals}
 
 
 @dataclass(frozen=True)

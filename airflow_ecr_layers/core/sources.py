@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from airflow_ecr_layers.core.identity import SourceIdentity
 from airflow_ecr_layers.core.limits import MiB
 
 
@@ -51,7 +52,8 @@ class BytesSource:
 
 @dataclass(frozen=True)
 class LocalFileSource:
-    """A file on the local disk, read with plain unbuffered-friendly reads."""
+    """A file on the local disk, read with plain unbuffered reads; its identity is its path,
+    size and ``mtime_ns``."""
 
     path: str
 
@@ -60,8 +62,19 @@ class LocalFileSource:
         return self.path
 
     @property
+    def title(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
     def size(self) -> int:
         return os.stat(self.path).st_size
+
+    def identity(self) -> SourceIdentity:
+        stat = os.stat(self.path)
+        return SourceIdentity(f"file://{os.path.abspath(self.path)}", stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+    def stored_sha256(self) -> str | None:
+        return None
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it

@@ -117,6 +117,7 @@ class EcrTransfer:
                     progress.update(part.end)
             reader.hash_remaining()  # ECR may hold bytes the reader never returned (a resume to the end)
             digest = reader.digest()
+        attempt.bytes_read += reader.bytes_read
         session = attempt.session
         if expected_digest is not None and digest != expected_digest:
             raise DigestMismatchError(
@@ -132,7 +133,16 @@ class EcrTransfer:
             progress.rate(plan.size),
         )
         return UploadedParts(
-            session, digest, plan.size, plan.parts, plan.part_size, plan.size - 1, attempt.resumes, attempt.restarts
+            session,
+            digest,
+            plan.size,
+            plan.parts,
+            plan.part_size,
+            plan.size - 1,
+            attempt.resumes,
+            attempt.restarts,
+            attempt.bytes_read,
+            attempt.bytes_sent,
         )
 
     # -- completing --------------------------------------------------------------------
@@ -216,6 +226,8 @@ class EcrTransfer:
                 media_type,
                 existed,
                 annotations or {},
+                bytes_read=attempt.bytes_read,
+                bytes_sent=attempt.bytes_sent,
             )
 
     # -- manifests ---------------------------------------------------------------------

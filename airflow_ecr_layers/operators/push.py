@@ -5,22 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
-from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.artifact import push_artifact
+from airflow_ecr_layers.core.layers import layers_of, validate_chunk_size
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
-from airflow_ecr_layers.object_storage import open_source
+from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.operators.base import StoragePushOperator
+from airflow_ecr_layers.operators.xcom import optional_int
 
 Context = Any
 
 
 class PushArtifactOperator(StoragePushOperator):
-    """Push one or more files from object storage to ECR as one OCI artifact, in one task.
+    """Push files from object storage to ECR as one OCI artifact, in one task, paying only for what changed.
 
-    Every source becomes a layer (titled with its file name), uploaded in parallel up
-    to ``max_concurrency``; the manifest is put once all layers are in, once per tag.
+    Every source becomes a layer titled with its path (relative to its prefix or glob),
+    uploaded in parallel up to ``max_concurrency``; the manifest is put once all layers
+    are in, once per tag. A source ECR already holds is not uploaded, and, when its digest
+    is known without reading it, not read either: see "Publishing on a schedule" in the
+    README.
 
-    :param source: an ``ObjectStoragePath`` URL, or a list of them.
+    :param source: an ``ObjectStoragePath`` URL; a prefix ending in ``/`` (every object under
+        it); a glob (``*``, ``**``); or a list of these.
     :param artifact_type: the manifest's ``artifactType`` (OCI 1.1).
     :param layer_media_type: the media type of every layer.
     :param annotations: manifest annotations.
@@ -28,7 +33,17 @@ class PushArtifactOperator(StoragePushOperator):
         and refuse to complete one whose bytes hash differently (single source only).
     :param subject: the digest of an image in the same repository: the artifact becomes
         its referrer (an SBOM, a signature, a report) through the manifest's ``subject``.
-    :return: the PutImage result plus ``layers``: one dict per blob.
+    :param chunk_size: split each file larger than this into consecutive layers of this size
+        (5 MiB or more; off by default), uploaded in parallel.
+    :param reuse: reuse the layers the previous push recorded for unchanged sources.
+    :param reuse_from: the tag or digest whose layers to reuse (default: the first tag).
+    :param hash_first: read each source once to hash it, and upload it only when ECR lacks it
+        (two reads of a changed source; the default reads once, hashing while uploading).
+    :param record_source: record the sources' URL, size, ETag and version in clear on the layers
+        (by default only a digest of them: bucket names and paths stay private).
+    :return: the PutImage result, ``layers`` (one dict per layer: ``digest``, ``size``,
+        ``media_type``, ``annotations``, ``skipped``, ``reused``, ``bytes_read``, ``bytes_sent``)
+        and ``totals`` (``layers``, ``reused``, ``skipped``, ``bytes_read``, ``bytes_sent``).
 
     Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size`` and
     ``max_concurrency`` (see :class:`StoragePushOperator`).
@@ -41,6 +56,8 @@ class PushArtifactOperator(StoragePushOperator):
         "annotations",
         "expected_digest",
         "subject",
+        "chunk_size",
+        "reuse_from",
     )
 
     def __init__(
@@ -52,6 +69,11 @@ class PushArtifactOperator(StoragePushOperator):
         annotations: Mapping[str, str] | None = None,
         expected_digest: str | None = None,
         subject: str | None = None,
+        chunk_size: int | None = None,
+        reuse: bool = True,
+        reuse_from: str | None = None,
+        hash_first: bool = False,
+        record_source: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -60,16 +82,19 @@ class PushArtifactOperator(StoragePushOperator):
         self.layer_media_type = layer_media_type
         self.annotations = annotations
         self.expected_digest = expected_digest
+        self.chunk_size = chunk_size
+        self.reuse = reuse
+        self.reuse_from = reuse_from
+        self.hash_first = hash_first
+        self.record_source = record_source
 
     def execute(self, context: Context) -> dict[str, Any]:
-        urls = [self.source] if isinstance(self.source, str) else list(self.source)
-        if self.expected_digest and len(urls) != 1:
-            raise InvalidInputError("expected_digest applies to a single source; give one source or none")
-        sources = [open_source(url, self.source_conn_id, aws_conn_id=self.aws_conn_id) for url in urls]
-        layers = [
-            LayerSpec(src, self.layer_media_type, title=src.title, expected_digest=self.expected_digest or None)
-            for src in sources
-        ]
+        settings = self.push_settings()
+        chunk_size = validate_chunk_size(optional_int(self.chunk_size, "chunk_size"))
+        sources = open_sources(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
+        layers = layers_of(
+            sources, self.layer_media_type, chunk_size=chunk_size, expected_digest=self.expected_digest or None
+        )
         result = push_artifact(
             self.engine,
             self.repository_name,
@@ -77,7 +102,11 @@ class PushArtifactOperator(StoragePushOperator):
             artifact_type=self.artifact_type,
             annotations=self.annotations,
             subject=self.subject or None,
-            **self.push_settings(),
+            reuse=bool(self.reuse),
+            reuse_from=self.reuse_from or None,
+            hash_first=bool(self.hash_first),
+            record_source=bool(self.record_source),
+            **settings,
         )
         self.log.info(
             "Pushed %s:%s as %s (%d layers)",

@@ -29,7 +29,7 @@ from types import FrameType, TracebackType
 
 from moto.server import ThreadedMotoServer
 
-from airflow_ecr_layers.testing import strict_ecr
+from airflow_ecr_layers.testing import s3_reads, strict_ecr
 
 __all__ = ["DEFAULT_REGION", "EmbeddedAws", "aws_env", "main", "reset_server"]
 
@@ -89,6 +89,7 @@ class EmbeddedAws:
             return self
         if self._strict:
             strict_ecr.install()
+        s3_reads.install()
         if not self._verbose:
             quiet_request_log()
         server = ThreadedMotoServer(ip_address=HOST, port=self._requested_port, verbose=False)
@@ -111,9 +112,10 @@ class EmbeddedAws:
         return aws_env(self.endpoint_url, self.region)
 
     def reset(self) -> None:
-        """Drop moto's state through the server's reset endpoint and zero strict_ecr.STATS."""
+        """Drop moto's state through the server's reset endpoint; zero strict_ecr.STATS and the S3 read counts."""
         reset_server(self.endpoint_url)
         strict_ecr.reset_stats()
+        s3_reads.S3_READS.reset()
 
     def stop(self) -> None:
         if self._server is not None:

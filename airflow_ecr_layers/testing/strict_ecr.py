@@ -25,12 +25,13 @@ from typing import Any
 from moto.core.exceptions import ServiceException
 from moto.ecr.exceptions import InvalidLayerPartException as _MotoInvalidLayerPartException
 from moto.ecr.exceptions import InvalidParameterException, RepositoryNotFoundException
-from moto.ecr.models import ECRBackend, LayerUpload, Repository
+from moto.ecr.models import ECRBackend, LayerUpload, Repository, ecr_backends
 
 __all__ = [
     "STATS",
     "EcrStats",
     "RepositoryStats",
+    "forget_layer",
     "install",
     "is_installed",
     "reset_stats",
@@ -478,6 +479,18 @@ _REPLACEMENTS: dict[str, Callable[..., Any]] = {
     "batch_check_layer_availability": _batch_check_layer_availability,
 }
 _install_lock = threading.Lock()
+
+
+def forget_layer(
+    repository_name: str, digest: str, *, account_id: str = "123456789012", region: str = "us-east-1"
+) -> None:
+    """Remove a completed layer from a repository of this process's moto, as ECR does when it
+    collects a layer no image references: BatchCheckLayerAvailability then reports it missing."""
+    backend = ecr_backends[account_id][region]
+    repository = backend.repositories.get(repository_name)
+    if repository is None or digest not in repository.layers:
+        raise KeyError(f"{repository_name} holds no layer {digest}")
+    del repository.layers[digest]
 
 
 def install() -> None:

@@ -90,3 +90,26 @@ def test_max_concurrency_zero_is_refused(capsys: Any, repo: str, put_object: Any
     code, _, err = run(capsys, "push", url, f"{repo}:v1", "--max-concurrency", "0", "--conn-id", "aws_default")
     assert code == 2 and "max_concurrency must be an integer of at least 1, got 0" in err
     assert stats.total().initiate_layer_upload_calls == 0
+
+
+def test_push_a_prefix_then_again_unchanged_reuses_every_layer(
+    capsys: Any, repo: str, put_object: Any, stats: Any
+) -> None:
+    for name in ("a.bin", "sub/b.bin"):
+        put_object(f"cli/prefix/{name}", pattern_bytes(5 * MiB + 1, seed=len(name)))
+    argv = ("push", "s3://artifacts/cli/prefix/", f"{repo}:v1", "--conn-id", "aws_default")
+    code, first, err = run(capsys, *argv)
+    assert code == 0, err
+    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in first["layers"]] == ["a.bin", "sub/b.bin"]
+    stats.reset()
+    code, again, err = run(capsys, *argv)
+    assert code == 0, err
+    assert again["totals"]["reused"] == 2 and again["totals"]["bytes_read"] == 0
+    assert stats.repository(repo).upload_layer_part_calls == 0
+    code, hashed, err = run(capsys, *argv, "--no-reuse", "--hash-first", "--tag", "h1")
+    assert code == 0, err
+    assert hashed["totals"]["reused"] == 0 and hashed["totals"]["skipped"] == 2 and hashed["totals"]["bytes_sent"] == 0
+    code, chunked, err = run(capsys, *argv, "--chunk-size", str(5 * MiB), "--record-source", "--tag", "c1")
+    assert code == 0, err
+    assert len(chunked["layers"]) == 4
+    assert chunked["layers"][0]["annotations"]["io.github.airflow-ecr-layers.source.url"].endswith("cli/prefix/a.bin")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr_layers.core.errors import InvalidInputError, RepositoryNotFoundError, SourceError
+from airflow_ecr_layers.core.identity import IDENTITY
 from airflow_ecr_layers.operators import (
     CompleteLayerUploadOperator,
     InitiateLayerUploadOperator,
@@ -73,7 +74,9 @@ def test_push_artifact_operator(repo: str, put_object: Any, ecr: Any) -> None:
     )
     assert manifest["artifactType"] == "application/vnd.example.model.v1"
     assert manifest["layers"][0]["mediaType"] == "application/vnd.example.onnx"
-    assert manifest["layers"][0]["annotations"] == {"org.opencontainers.image.title": "m.onnx"}
+    annotations = manifest["layers"][0]["annotations"]
+    assert annotations.pop(IDENTITY).startswith("sha256:")  # the source's identity, for the next push
+    assert annotations == {"org.opencontainers.image.title": "m.onnx"}
     assert manifest["annotations"] == {"org.opencontainers.image.version": "1"}
 
 

@@ -115,3 +115,18 @@ def test_provider_is_registered() -> None:
     info = get_provider_info()
     assert info["package-name"] == "airflow-ecr-layers"
     assert "connection-types" not in info  # reuses the amazon provider's "aws" connection
+
+
+def test_fanout_dag_expands_a_prefix(airflow_db: Any, ecr: Any, s3: Any, bucket: str) -> None:
+    ecr.create_repository(repositoryName="demo/bundles")
+    blobs = {"bundle/weights.bin": pattern_bytes(6 * MiB, 1), "bundle/tokenizer.json": b'{"vocab": 3}'}
+    for key, data in blobs.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    run = _load("example_ecr_layers_fanout").test(run_conf={"prefix": "s3://artifacts/bundle/"})
+    assert run.state == "success"
+    image = ecr.batch_get_image(repositoryName="demo/bundles", imageIds=[{"imageTag": "latest"}])["images"][0]
+    manifest = json.loads(image["imageManifest"])
+    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"]] == [
+        "tokenizer.json",
+        "weights.bin",
+    ]

@@ -1,0 +1,131 @@
+"""Source identities: what a layer was read from, recorded on the layer, so a re-push can reuse it.
+
+A source's identity is what tells one version of an object from another without
+reading it: for S3 its URL, size, ETag and version id; for a local file its path, size
+and ``mtime_ns``. Every layer a push writes carries, in its descriptor's annotations,
+a *token* of that identity (:data:`IDENTITY`): the sha256 of the identity's fields
+together with the registry, the repository and the byte range of the layer. The
+next push of the same sources reads the manifest it is about to replace, and every
+source whose token is found there may reuse that layer's digest without being read.
+
+The token, not the fields, is recorded by default: images get shared across
+accounts, and bucket names and paths are internal. ``in_clear=True`` also records
+the fields (:data:`SOURCE_FIELDS`). Because the token binds the registry and the
+repository, annotations copied from another repository or registry never match.
+
+Chunks of one file (see :mod:`.chunks`) carry :data:`CHUNK_OF`, :data:`CHUNK_OFFSET`
+and :data:`CHUNK_FILE_SIZE`: the file's title, where the chunk starts, and the file's
+size, so any client can put the file back together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_ecr_layers.core.limits import validate_digest
+
+NAMESPACE = "io.github.airflow-ecr-layers"
+"""The prefix of this provider's own annotation keys."""
+IDENTITY = f"{NAMESPACE}.source.identity"
+"""``sha256:<hex>`` of the source's identity, the target repository and the layer's byte range."""
+SOURCE_FIELDS = {
+    "url": f"{NAMESPACE}.source.url",
+    "size": f"{NAMESPACE}.source.size",
+    "etag": f"{NAMESPACE}.source.etag",
+    "version_id": f"{NAMESPACE}.source.version-id",
+    "mtime_ns": f"{NAMESPACE}.source.mtime-ns",
+}
+"""The identity's fields in clear (``record_source=True`` only)."""
+CHUNK_OF = f"{NAMESPACE}.chunk.of"
+"""On a chunk: the title of the file it is a part of."""
+CHUNK_OFFSET = f"{NAMESPACE}.chunk.offset"
+"""On a chunk: the byte of the file it starts at (decimal)."""
+CHUNK_FILE_SIZE = f"{NAMESPACE}.chunk.file-size"
+"""On a chunk: the whole file's size in bytes (decimal)."""
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What tells this version of a source from any other, without reading it.
+
+    Two identities are equal only when every field is: an overwritten S3 object has a new
+    ETag (and, in a versioned bucket, a new version id); a rewritten file a new ``mtime_ns``.
+    """
+
+    url: str
+    size: int
+    etag: str | None = None
+    version_id: str | None = None
+    mtime_ns: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "size": self.size,
+            "etag": self.etag,
+            "version_id": self.version_id,
+            "mtime_ns": self.mtime_ns,
+        }
+
+    def token(self, registry_id: str, repository_name: str, offset: int, length: int) -> str:
+        """The digest recorded on the layer holding bytes ``offset..offset+length`` of this source
+        in ``registry_id``/``repository_name``."""
+        canonical = {
+            "v": _VERSION,
+            "registry_id": registry_id,
+            "repository_name": repository_name,
+            "offset": offset,
+            "length": length,
+            **self.fields(),
+        }
+        data = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def annotations(
+        self, registry_id: str, repository_name: str, offset: int, length: int, *, in_clear: bool = False
+    ) -> dict[str, str]:
+        """The annotations that record this identity on a layer."""
+        found = {IDENTITY: self.token(registry_id, repository_name, offset, length)}
+        if in_clear:
+            found.update({SOURCE_FIELDS[k]: str(v) for k, v in self.fields().items() if v is not None})
+        return found
+
+
+@dataclass(frozen=True)
+class RecordedLayer:
+    """A layer of an earlier push, as its manifest names it."""
+
+    digest: str
+    size: int
+
+
+def recorded_layers(manifest: bytes) -> dict[str, RecordedLayer]:
+    """The layers of an image manifest that carry an identity token, by token.
+
+    Anything that is not an image manifest with well-formed layer descriptors yields
+    nothing: a recorded digest is only ever a hint, checked against ECR before use.
+    """
+    try:
+        body = json.loads(manifest)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    layers = body.get("layers") if isinstance(body, Mapping) else None
+    found: dict[str, RecordedLayer] = {}
+    for layer in layers if isinstance(layers, list) else []:
+        if not isinstance(layer, Mapping):
+            continue
+        annotations = layer.get("annotations")
+        token = annotations.get(IDENTITY) if isinstance(annotations, Mapping) else None
+        digest, size = layer.get("digest"), layer.get("size")
+        if not isinstance(token, str) or not isinstance(size, int) or isinstance(size, bool):
+            continue
+        try:
+            found[token] = RecordedLayer(validate_digest(digest), size)
+        except ValueError:
+            continue
+    return found
