@@ -92,7 +92,9 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
         source = open_source(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
         uploaded = self.engine.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
         identity = source.identity()
-        recorded = identity.annotations(session.registry_id, session.repository_name, 0, source.size) if identity else {}
+        recorded = (
+            identity.annotations(session.registry_id, session.repository_name, 0, source.size) if identity else {}
+        )
         return {
             **uploaded.as_dict(),
             "media_type": media_type,

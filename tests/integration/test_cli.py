@@ -100,7 +100,10 @@ def test_push_a_prefix_then_again_unchanged_reuses_every_layer(
     argv = ("push", "s3://artifacts/cli/prefix/", f"{repo}:v1", "--conn-id", "aws_default")
     code, first, err = run(capsys, *argv)
     assert code == 0, err
-    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in first["layers"]] == ["a.bin", "sub/b.bin"]
+    assert [layer["annotations"]["org.opencontainers.image.title"] for layer in first["layers"]] == [
+        "a.bin",
+        "sub/b.bin",
+    ]
     stats.reset()
     code, again, err = run(capsys, *argv)
     assert code == 0, err

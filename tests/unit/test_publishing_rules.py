@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from helpers import MiB
 
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.identity import (
@@ -24,6 +23,7 @@ from airflow_ecr_layers.core.identity import (
 )
 from airflow_ecr_layers.core.layers import chunk_title, layers_of, validate_chunk_size
 from airflow_ecr_layers.core.sources import BytesSource
+from helpers import MiB
 
 S3 = SourceIdentity("s3://bucket/models/a.bin", 100, '"etag-1"', "v1")
 DIGEST = "sha256:" + "a" * 64
@@ -90,10 +90,15 @@ def test_a_file_larger_than_the_chunk_size_becomes_consecutive_titled_chunks() -
     data = b"x" * (12 * MiB + 5)
     layers = layers_of([Named(data, "model.bin"), Named(b"small", "small.txt")], "application/x", chunk_size=5 * MiB)
     assert [layer.title for layer in layers] == [
-        "model.bin.chunk-0000", "model.bin.chunk-0001", "model.bin.chunk-0002", "small.txt",
+        "model.bin.chunk-0000",
+        "model.bin.chunk-0001",
+        "model.bin.chunk-0002",
+        "small.txt",
     ]
     assert [(layer.offset, layer.source.size) for layer in layers[:3]] == [
-        (0, 5 * MiB), (5 * MiB, 5 * MiB), (10 * MiB, 2 * MiB + 5),
+        (0, 5 * MiB),
+        (5 * MiB, 5 * MiB),
+        (10 * MiB, 2 * MiB + 5),
     ]
     assert layers[1].annotations == {CHUNK_OF: "model.bin", CHUNK_OFFSET: str(5 * MiB), CHUNK_FILE_SIZE: str(len(data))}
     assert all(layer.identity == layers[0].identity for layer in layers[:3])
