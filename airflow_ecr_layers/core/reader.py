@@ -9,10 +9,11 @@ holds a prefix (the gap is read and hashed, not returned).
 Memory: the reader owns ``depth`` part-sized buffers and reads into them in turn
 (``readinto`` where the handle has it), so a part costs no fresh allocation, no
 page faults, and the resident size does not wander with the heap: the same
-buffers serve the first part and the ten-thousandth. The price is a rule for the
-consumer: a part's ``data`` is valid until the next :meth:`PartReader.next_part`
-or :meth:`PartReader.seek`, after which the producer may overwrite it. Copy it to
-keep it.
+buffers serve the first part and the ten-thousandth. The buffers come from, and go
+back to, a pool (:mod:`.buffers`), so the next layer's reader reuses them too. The
+price is a rule for the consumer: a part's ``data`` is valid until the next
+:meth:`PartReader.next_part`, :meth:`PartReader.seek` or :meth:`PartReader.close`,
+after which the producer (or another reader) may overwrite it. Copy it to keep it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from airflow_ecr_layers.core.buffers import POOL
 from airflow_ecr_layers.core.errors import SourceError
 from airflow_ecr_layers.core.sources import BlobSource
 
@@ -89,6 +91,7 @@ class PartReader:
         self._queue: queue.Queue[Part | _End | _Failure] = queue.Queue()
         self._holding = False
         self._buffers: list[bytearray] = []
+        self._short: dict[int, bytearray] = {}
 
     def digest(self) -> str:
         """``sha256:<hex>`` of the whole source; valid once every byte has been read."""
@@ -147,7 +150,10 @@ class PartReader:
         return item
 
     def close(self) -> None:
+        """Stop reading and give the part buffers back to the pool (no part may be used after)."""
         self._halt()
+        POOL.give(self._buffers + list(self._short.values()))
+        self._buffers, self._short = [], {}
 
     def __enter__(self) -> PartReader:
         return self
@@ -176,11 +182,13 @@ class PartReader:
         Round robin is safe: the producer takes a slot before it fills a buffer, and
         with ``depth`` slots the consumer has released the part that last used it.
         """
-        if size != self._part_size:
-            return bytearray(size)  # the last part (or a gap's tail): once per pass
+        if size != self._part_size:  # the last part (or a gap's tail): its own buffer, kept for a re-read
+            if size not in self._short:
+                self._short[size] = POOL.take(size)
+            return self._short[size]
         slot = index % self._depth
         while len(self._buffers) <= slot:
-            self._buffers.append(bytearray(self._part_size))
+            self._buffers.append(POOL.take(self._part_size))
         return self._buffers[slot]
 
     def _produce(

@@ -167,3 +167,26 @@ def test_a_handle_without_readinto_is_read_and_copied() -> None:
         digest = reader.digest()
     assert b"".join(d for _, d in parts) == DATA
     assert digest == "sha256:" + hashlib.sha256(DATA).hexdigest()
+
+
+def test_a_closed_readers_buffers_serve_the_next_reader() -> None:
+    from airflow_ecr_layers.core.buffers import POOL
+
+    POOL.clear()
+    with PartReader(BytesSource(DATA), 4096) as first:
+        held = {id(part.data) for part in iter(first.next_part, None)}
+    with PartReader(BytesSource(DATA), 4096) as second:
+        again = {id(part.data) for part in iter(second.next_part, None)}
+    assert held == again  # the same part buffers, and the same buffer for the short tail
+    POOL.clear()
+
+
+def test_the_pool_keeps_no_more_than_its_bound() -> None:
+    from airflow_ecr_layers.core.buffers import BufferPool
+
+    pool = BufferPool(max_idle_bytes=10)
+    kept, extra = bytearray(6), bytearray(6)
+    pool.give([kept, extra])
+    assert pool.idle_bytes == 6
+    assert pool.take(6) is kept
+    assert pool.take(6) is not extra and pool.idle_bytes == 0
