@@ -5,6 +5,8 @@
 
 A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (``*``, ``**``).
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
+    airflow-ecr-layers pull REPOSITORY[:TAG|@DIGEST] DEST_URL [--include GLOB]
+    airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
     airflow-ecr-layers plan SOURCE [--part-size N]
 
 Credentials: ``--conn-id`` uses an Airflow connection; without it, the plain AWS
@@ -28,6 +30,7 @@ from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
 from airflow_ecr_layers.core.layers import layers_of
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
 from airflow_ecr_layers.core.planning import plan_parts
+from airflow_ecr_layers.core.references import parse_reference
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 
@@ -51,17 +54,51 @@ def parse_annotations(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def make_engine(args: argparse.Namespace) -> EcrTransfer:
+def make_engine(args: argparse.Namespace, conn_id: str | None = None, region: str | None = None) -> EcrTransfer:
     """The engine on an Airflow connection (through the hook), or on the plain AWS chain."""
-    if args.conn_id:
+    conn_id = conn_id or args.conn_id
+    region = region or args.region
+    if conn_id:
         from airflow_ecr_layers.hooks import EcrLayersHook
 
-        return EcrLayersHook(aws_conn_id=args.conn_id, region_name=args.region).engine
+        return EcrLayersHook(aws_conn_id=conn_id, region_name=region).engine
     import boto3
 
     from airflow_ecr_layers.core.client import EcrClient
 
-    return EcrClient(boto3.client("ecr", region_name=args.region, endpoint_url=args.endpoint_url))
+    return EcrClient(boto3.client("ecr", region_name=region, endpoint_url=args.endpoint_url))
+
+
+def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.core.pull import pull_artifact
+    from airflow_ecr_layers.object_storage import open_sink
+
+    image = parse_reference(args.reference).with_defaults(args.registry_id, None)
+    sink = open_sink(args.destination, args.conn_id)
+    return pull_artifact(
+        make_engine(args, region=image.region), image, sink, include=args.include, max_concurrency=args.max_concurrency
+    ).as_dict()
+
+
+def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.core.copy import copy_image
+
+    source = parse_reference(args.source)
+    target = parse_reference(args.destination, require_image=False)
+    if target.digest:
+        raise InvalidInputError("The destination takes tags, not a digest: the digest is the source's")
+    tags = ([target.tag] if target.tag else []) + [t for t in args.tag if t != target.tag]
+    return copy_image(
+        make_engine(args, args.source_conn_id, source.region),
+        source,
+        make_engine(args, region=target.region),
+        target.repository_name,
+        registry_id=target.registry_id,
+        tags=tags,
+        include_referrers=args.include_referrers,
+        part_size=args.part_size,
+        max_concurrency=args.max_concurrency,
+    ).as_dict()
 
 
 def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
@@ -180,6 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--registry-id", help="12-digit account id of the registry")
     archive.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     archive.set_defaults(run=cmd_push_archive)
+
+    pull = sub.add_parser("pull", parents=[common], help="write an artifact's files to object storage")
+    pull.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
+    pull.add_argument("destination", metavar="DEST_URL", help="a folder or prefix: s3://bucket/prefix/, file:///dir/")
+    pull.add_argument("--include", metavar="GLOB", help="only the files whose title matches")
+    pull.add_argument("--registry-id", help="12-digit account id of the registry")
+    pull.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    pull.set_defaults(run=cmd_pull)
+
+    copy = sub.add_parser("copy", parents=[common], help="copy an image between repositories, accounts, regions")
+    copy.add_argument(
+        "source", metavar="SOURCE", help="[REGISTRY.dkr.ecr.REGION.amazonaws.com/]REPOSITORY[:TAG|@DIGEST]"
+    )
+    copy.add_argument("destination", metavar="DEST", help="[REGISTRY.dkr.ecr.REGION.amazonaws.com/]REPOSITORY[:TAG]")
+    copy.add_argument("--tag", action="append", default=[], help="another destination tag (repeatable)")
+    copy.add_argument("--include-referrers", action="store_true", help="also copy signatures, SBOMs (referrers)")
+    copy.add_argument("--source-conn-id", help="Airflow connection to read the source with (default: --conn-id)")
+    copy.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    copy.set_defaults(run=cmd_copy)
 
     plan = sub.add_parser("plan", parents=[common], help="dry run: print the part plan, write nothing")
     plan.add_argument("source", metavar="SOURCE")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
@@ -277,3 +279,72 @@ def _layout_file(root: ObjectStoragePath, relative: str) -> ObjectStorageSource 
         if current.is_symlink():
             raise HostileArchiveError(f"{root}: blob path {relative!r} resolves through a symlink ({part!r})")
     return ObjectStorageSource(current) if _kind(current) == "file" else None
+
+
+class ObjectStorageSink:
+    """Pulled files under an ``ObjectStoragePath`` folder or prefix, each visible only once verified.
+
+    On S3 a file is a streaming multipart upload (``block_size`` bytes held at a time),
+    completed by :meth:`_Writer.commit` and aborted (nothing appears) by
+    :meth:`_Writer.abort`. A local file is written under a hidden temporary name in its
+    folder and renamed into place. Other stores write a temporary object and move it.
+    """
+
+    def __init__(self, root: ObjectStoragePath, *, block_size: int = 16 * 1024 * 1024) -> None:
+        self.root = root
+        self.block_size = block_size
+
+    def open(self, title: str, size: int) -> _Writer:
+        target = self.root / title
+        fs = target.fs
+        if is_s3fs(fs):
+            # S3 allows 10,000 parts: make the blocks big enough for the file
+            block = max(self.block_size, -(-size // 9_000))
+            return _Writer(target, fs.open(target.path, "wb", block_size=block), None)
+        temporary = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+        if _is_local(target):
+            os.makedirs(os.path.dirname(target.path), exist_ok=True)
+        return _Writer(target, fs.open(temporary.path, "wb"), temporary)
+
+
+class _Writer:
+    """One file being written: ``handle`` writes to the final name (S3) or to ``temporary``."""
+
+    def __init__(self, target: ObjectStoragePath, handle: Any, temporary: ObjectStoragePath | None) -> None:
+        self.target = target
+        self.handle = handle
+        self.temporary = temporary
+
+    def write(self, data: memoryview) -> None:
+        self.handle.write(data)
+
+    def commit(self) -> str:
+        self.handle.close()
+        if self.temporary is not None:
+            fs = self.target.fs
+            if _is_local(self.target):
+                os.replace(self.temporary.path, self.target.path)
+            else:
+                fs.mv(self.temporary.path, self.target.path)
+        return f"{self.target.protocol}://{self.target.path}"
+
+    def abort(self) -> None:
+        if self.temporary is None:
+            self.handle.discard()  # s3fs: abort the multipart upload; the object never appears
+            self.handle.closed = True
+            return
+        self.handle.close()
+        with contextlib.suppress(OSError):
+            self.temporary.fs.rm(self.temporary.path)
+
+
+def open_sink(
+    destination: str | ObjectStoragePath, conn_id: str | None = None, *, aws_conn_id: str | None = None
+) -> ObjectStorageSink:
+    """Where to pull files to: a folder or prefix URL (``s3://bucket/prefix/``, ``file:///dir/``)."""
+    if isinstance(destination, str) and not destination.strip():
+        raise SourceError("destination must be a folder or prefix URL (s3://bucket/prefix/, file:///dir/)")
+    root = to_path(destination, conn_id, aws_conn_id=aws_conn_id)
+    if _kind(root) == "file":
+        raise SourceError(f"Destination {str(root)!r} is a file: pull writes files under a folder or prefix")
+    return ObjectStorageSink(root)

@@ -20,11 +20,9 @@ from airflow_ecr_layers.core.limits import (
     validate_tags,
 )
 from airflow_ecr_layers.core.manifest import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
     EMPTY_BLOB,
     EMPTY_DESCRIPTOR,
-    OCI_INDEX,
+    MANIFEST_TYPES,
     OCI_MANIFEST,
     Descriptor,
     build_image_manifest,
@@ -38,7 +36,6 @@ from airflow_ecr_layers.core.transfer import EcrTransfer
 log = logging.getLogger("airflow_ecr_layers")
 
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 DEFAULT_MAX_CONCURRENCY = 2
 """Layers uploaded at once: one per core on the 2-core workers we measure on."""
 

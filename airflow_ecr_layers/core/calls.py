@@ -9,7 +9,7 @@ exceptions (:mod:`~airflow_ecr_layers.core.errors`), carrying the service's word
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -53,6 +53,29 @@ class PutImageResult:
     image_digest: str
     tag: str | None
     already_existed: bool
+
+
+@dataclass(frozen=True)
+class DownloadUrl:
+    """Where a layer can be read (GetDownloadUrlForLayer). The URL is presigned: a credential
+    for as long as it lives, so it is never logged, nor written to XCom."""
+
+    url: str
+    digest: str
+
+    def __repr__(self) -> str:
+        return f"DownloadUrl(digest={self.digest!r}, url=<presigned>)"
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """An artifact whose ``subject`` is an image (ListImageReferrers)."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,3 +253,43 @@ class EcrCalls:
             {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in detail.items()}
             for detail in response.get("imageDetails", [])
         ]
+
+    def get_download_url_for_layer(
+        self, repository_name: str, digest: str, registry_id: str | None = None
+    ) -> DownloadUrl:
+        """A presigned URL the layer's bytes can be read from (ECR serves layers an image references)."""
+        response = self._call("get_download_url_for_layer", repository_name, registry_id, layerDigest=digest)
+        return DownloadUrl(str(response["downloadUrl"]), str(response.get("layerDigest") or digest))
+
+    def list_image_referrers(
+        self,
+        repository_name: str,
+        subject_digest: str,
+        registry_id: str | None = None,
+        artifact_types: Sequence[str] | None = None,
+    ) -> list[Referrer]:
+        """Every artifact whose ``subject`` is the image ``subject_digest``, all pages."""
+        found: list[Referrer] = []
+        token: str | None = None
+        while True:
+            response = self._call(
+                "list_image_referrers",
+                repository_name,
+                registry_id,
+                subjectId={"imageDigest": subject_digest},
+                filter={"artifactTypes": list(artifact_types)} if artifact_types else None,
+                nextToken=token,
+            )
+            for referrer in response.get("referrers", []):
+                found.append(
+                    Referrer(
+                        digest=str(referrer["digest"]),
+                        media_type=str(referrer.get("mediaType") or ""),
+                        size=int(referrer.get("size") or 0),
+                        artifact_type=referrer.get("artifactType"),
+                        annotations=dict(referrer.get("annotations") or {}),
+                    )
+                )
+            token = response.get("nextToken")
+            if not token:
+                return found

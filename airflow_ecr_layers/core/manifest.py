@@ -23,6 +23,10 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DEFAULT_LAYER_MEDIA_TYPE = "application/octet-stream"
 DEFAULT_ARTIFACT_TYPE = "application/vnd.unknown.artifact.v1"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
+IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+"""Every manifest media type ECR stores, for BatchGetImage's ``acceptedMediaTypes``."""
 
 EMPTY_BLOB = b"{}"
 

@@ -15,17 +15,14 @@ from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.image_plan import WHOLE_INDEX, ArchiveReader, BlobRef, ImagePlan, blob_path, parse_json
 from airflow_ecr_layers.core.limits import validate_digest
 from airflow_ecr_layers.core.manifest import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
+    IMAGE_MANIFEST_TYPES,
+    INDEX_TYPES,
     OCI_INDEX,
-    OCI_MANIFEST,
     Manifest,
     validate_media_type,
 )
 from airflow_ecr_layers.core.tar_index import HostileArchiveError
 
-IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEXES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
@@ -100,7 +97,7 @@ def _platform(descriptor: dict[str, Any]) -> str:
 
 def encode_index_as_is(data: bytes, index: dict[str, Any]) -> Manifest:
     media_type = index.get("mediaType", OCI_INDEX)
-    if media_type not in INDEXES:
+    if media_type not in INDEX_TYPES:
         raise HostileArchiveError(f"index.json has media type {media_type!r}, not an image index")
     return Manifest(data, media_type)
 
@@ -108,7 +105,7 @@ def encode_index_as_is(data: bytes, index: dict[str, Any]) -> Manifest:
 def _walk(reader: ArchiveReader, plan: ImagePlan, descriptor: Any) -> Manifest:
     """Check a manifest descriptor and everything under it; add them to the plan, children first."""
     digest, size, media_type = _descriptor(descriptor, reader.name)
-    if media_type not in IMAGE_MANIFESTS | INDEXES:
+    if media_type not in IMAGE_MANIFEST_TYPES | INDEX_TYPES:
         raise HostileArchiveError(f"{reader.name}: manifest {digest} has unknown media type {media_type!r}")
     data = reader.read_small(blob_path(digest), digest)
     if len(data) != size:
@@ -119,7 +116,7 @@ def _walk(reader: ArchiveReader, plan: ImagePlan, descriptor: Any) -> Manifest:
     declared = body.get("mediaType", media_type)
     if declared != media_type:
         raise HostileArchiveError(f"{reader.name}: manifest {digest} says {declared!r}, its descriptor {media_type!r}")
-    if media_type in INDEXES:
+    if media_type in INDEX_TYPES:
         children = body.get("manifests")
         if not isinstance(children, list):
             raise HostileArchiveError(f"{reader.name}: index {digest} has no manifests list")

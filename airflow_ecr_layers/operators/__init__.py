@@ -11,7 +11,9 @@ from airflow_ecr_layers.operators.push import PushArtifactOperator
 
 __all__ = [
     "CompleteLayerUploadOperator",
+    "CopyImageOperator",
     "InitiateLayerUploadOperator",
+    "PullArtifactOperator",
     "PushArtifactOperator",
     "PushImageArchiveOperator",
     "PutImageOperator",
