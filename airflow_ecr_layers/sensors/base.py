@@ -63,6 +63,9 @@ class EcrImageWaitSensor(AwsBaseSensor[EcrLayersHook]):
     :param region_name: the AWS region; the connection's or boto3's default if unset.
     :param verify: whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: botocore client configuration (retries, timeouts...).
+
+    The result is the ``return_value`` XCom; ``multiple_outputs`` defaults to True, so each
+    key is also its own XCom and ``sensor.output["image_digest"]`` reads one value.
     """
 
     aws_hook_class = EcrLayersHook
@@ -81,6 +84,7 @@ class EcrImageWaitSensor(AwsBaseSensor[EcrLayersHook]):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)  # sensor.output["image_digest"] reads one key of the result
         super().__init__(**kwargs)
         require_image_selector(image_tag, image_digest, allow_both=self.allow_tag_and_digest)
         self.repository_name = repository_name
