@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from proxies import CuttingProxy
 
 from airflow_ecr_layers import s3_reader
 from airflow_ecr_layers.core.errors import SourceError
@@ -21,6 +20,7 @@ from airflow_ecr_layers.object_storage import ObjectStorageSource, open_source
 from airflow_ecr_layers.s3_reader import S3RangeReader
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from helpers import pattern_bytes, sha256
+from proxies import CuttingProxy
 
 KiB = 1024
 SIZE = 200 * KiB + 7  # not a multiple of anything the reader or aiohttp cares about
