@@ -85,6 +85,8 @@ class Sizes:
     """Each of the eight objects of the re-push prefix."""
     chunked_file: int
     """The one file pushed with and without chunk_size (chunks of a quarter of it)."""
+    copy_layer: int
+    """The one layer copied from moto's ECR to the sink."""
 
 
 FULL = Sizes(
@@ -96,6 +98,7 @@ FULL = Sizes(
     repeats=3,
     repush_object=64 * MiB,
     chunked_file=1024 * MiB,
+    copy_layer=1024 * MiB,
 )
 QUICK = Sizes(
     throughput=160 * MiB,
@@ -106,6 +109,7 @@ QUICK = Sizes(
     repeats=1,
     repush_object=16 * MiB,
     chunked_file=256 * MiB,
+    copy_layer=256 * MiB,
 )
 REPUSH_OBJECTS = 8
 REPUSH_PREFIX = "repush/"
@@ -549,6 +553,88 @@ def repush_line(pushes: list[Push], chunks: tuple[Push, Push]) -> str:
     )
 
 
+# -- copying out of ECR ----------------------------------------------------------------------
+COPY_REPOSITORY = "bench/copy-source"
+
+
+def seed_copy_source(sizes: Sizes, moto_url: str) -> str:
+    """A ``copy_layer``-byte artifact in moto's ECR (pushed from its S3); returns the S3 URL."""
+    from airflow_ecr_layers.core.artifact import push_artifact
+    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.object_storage import open_sources
+
+    s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
+    url = seed_object(s3, "copy/layer.bin", sizes.copy_layer, salt=b"copy")
+    boto_client("ecr", moto_url).create_repository(repositoryName=COPY_REPOSITORY)
+    engine = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine
+    layers = layers_of(open_sources(url, S3_CONN_ID), "application/octet-stream")
+    push_artifact(engine, COPY_REPOSITORY, layers, tags=["v1"], part_size=PART_SIZE)
+    return url
+
+
+def copy_child(warmup: str) -> dict[str, float]:
+    """In a fresh process: copy the seeded image from moto's ECR to the sink while sampling
+    RSS, after a warm-up copy of ``warmup`` (a tag of a small image). JSON for the parent."""
+    from airflow_ecr_layers.core.copy import copy_image
+    from airflow_ecr_layers.core.references import ImageReference
+
+    source = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine
+    target = ecr_hook(SINK_CONN_ID, fast_upload=True).engine
+    copy_image(source, ImageReference(COPY_REPOSITORY, tag=warmup), target, REPOSITORY, part_size=PART_SIZE)
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        copy_image(source, ImageReference(COPY_REPOSITORY, tag="v1"), target, REPOSITORY, part_size=PART_SIZE)
+        seconds = time.perf_counter() - started
+    return {
+        "baseline": sampler.baseline,
+        "peak": sampler.peak,
+        "growth": sampler.peak - sampler.baseline,
+        "seconds": seconds,
+    }
+
+
+def measure_copy(sizes: Sizes, moto_url: str) -> tuple[dict[str, float], float]:
+    """The copy (fresh process, RSS sampled) and a push of the same bytes from S3 to the sink."""
+    from airflow_ecr_layers.core.artifact import push_artifact
+    from airflow_ecr_layers.core.layers import LayerSpec
+    from airflow_ecr_layers.core.sources import BytesSource
+
+    url = seed_copy_source(sizes, moto_url)
+    engine = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine
+    small = BytesSource(pattern_chunk(7, WARMUP_SIZE), "warm-up")
+    push_artifact(engine, COPY_REPOSITORY, [LayerSpec(small, "application/octet-stream")], tags=["warmup"])
+    done = subprocess.run(
+        [sys.executable, __file__, "--copy-child", "warmup"], check=False, cwd=ROOT, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"the copy run failed:\n{done.stderr[-4000:]}")
+    copied = json.loads(done.stdout.strip().splitlines()[-1])
+    pushed = ours(ecr_hook(SINK_CONN_ID, fast_upload=True), url)
+    return copied, pushed
+
+
+def print_copy(sizes: Sizes, copied: dict[str, float], pushed: float) -> None:
+    print(
+        f"\none {sizes.copy_layer // MiB} MiB layer: copied from moto's ECR (its download URL) to the sink, "
+        "against a push of the same bytes from S3 to the sink"
+    )
+    print(f"{'path':<30} {'s':>7} {'MiB/s':>8} {'RSS growth MiB':>15} {'parts':>6}")
+    print(
+        f"{'copy (fresh process)':<30} {copied['seconds']:>7.2f} "
+        f"{mib_per_s(sizes.copy_layer, copied['seconds']):>8.1f} "
+        f"{copied['growth'] / MiB:>15.1f} {copied['growth'] / PART_SIZE:>6.2f}"
+    )
+    print(f"{'push (from S3)':<30} {pushed:>7.2f} {mib_per_s(sizes.copy_layer, pushed):>8.1f}")
+
+
+def copy_line(sizes: Sizes, copied: dict[str, float], pushed: float) -> str:
+    rate = mib_per_s(sizes.copy_layer, copied["seconds"])
+    return (
+        f"copy: mib_s={rate:.1f} vs_push={rate / mib_per_s(sizes.copy_layer, pushed):.2f} "
+        f"rss_growth_parts={copied['growth'] / PART_SIZE:.1f}"
+    )
+
+
 def run_repush(sizes: Sizes) -> str:
     """Only the re-push and chunk figures (``--repush-only``)."""
     started = time.perf_counter()
@@ -569,9 +655,11 @@ def run_repush(sizes: Sizes) -> str:
         boto_client("s3", moto.url).create_bucket(Bucket=BUCKET)
         pushes = measure_repush(sizes, moto.url)
         chunks = measure_chunked(sizes, moto.url)
+        copied, pushed = measure_copy(sizes, moto.url)
     print_repush(sizes, pushes, chunks)
+    print_copy(sizes, copied, pushed)
     print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
-    return repush_line(pushes, chunks)
+    return repush_line(pushes, chunks) + "\n" + copy_line(sizes, copied, pushed)
 
 
 def run(sizes: Sizes) -> str:
@@ -600,18 +688,22 @@ def run(sizes: Sizes) -> str:
         waiting = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": slow_sink.pid}, SLOW_SINK_CONN_ID)
         pushes = measure_repush(sizes, moto.url)
         chunks = measure_chunked(sizes, moto.url)
+        copied, pushed = measure_copy(sizes, moto.url)
 
     print_throughput(rows, sizes.repeats)
     print_memory(sizes, small, large)
     print_parallel(sizes, parallel, "the sink")
     print_parallel(sizes, waiting, f"a sink that answers each part {PART_DELAY_MS} ms after reading it")
     print_repush(sizes, pushes, chunks)
+    print_copy(sizes, copied, pushed)
     print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
     floor, fast = rows[0].rate, rows[2].rate
     return (
         f"bench: ours_vs_floor={fast / floor:.2f} rss_growth_parts={large['growth'] / PART_SIZE:.1f} "
         f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f} parallel_speedup={parallel[1][0] / parallel[2][0]:.2f}\n"
         + repush_line(pushes, chunks)
+        + "\n"
+        + copy_line(sizes, copied, pushed)
     )
 
 
@@ -655,9 +747,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each (under 2 minutes)")
     parser.add_argument("--repush-only", action="store_true", help="only the re-push and chunked figures")
     parser.add_argument("--rss-child", nargs=2, metavar=("URL", "WARMUP_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--copy-child", metavar="WARMUP_TAG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child)))
+        return 0
+    if args.copy_child:
+        print(json.dumps(copy_child(args.copy_child)))
         return 0
     sizes = QUICK if args.quick else FULL
     print(run_repush(sizes) if args.repush_only else run(sizes))
