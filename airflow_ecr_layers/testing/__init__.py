@@ -1,8 +1,11 @@
 """Test tools for DAGs that use airflow-ecr-layers: the ``[testing]`` extra.
 
 An embedded ECR+S3 on loopback (:mod:`.server`) whose ECR enforces the real
-service's layer-upload contract (:mod:`.strict_ecr`), a fault-injecting proxy
-(:mod:`.fault_proxy`), the fault matrix (:mod:`.fault_matrix`) and a seeding helper
+service's layer-upload contract (:mod:`.strict_ecr`) and serves downloads: layer bytes
+kept on disk (:mod:`.blob_store`), served by signed loopback URLs (:mod:`.blob_server`),
+what images reference and refer to (:mod:`.ecr_images`), keys of other accounts
+(:mod:`.accounts`). Also a fault-injecting proxy (:mod:`.fault_proxy`), the fault
+matrix (:mod:`.fault_matrix`), S3 read counts (:mod:`.s3_reads`) and a seeding helper
 (:mod:`.seeding`). They patch moto's internal classes, so they need the moto
 versions the extra pins::
 

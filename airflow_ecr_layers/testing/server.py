@@ -7,6 +7,11 @@ tests and benchmarks talk HTTP to a ``ThreadedMotoServer`` instead::
         ecr = boto3.client("ecr", endpoint_url=aws.endpoint_url, region_name=aws.region, ...)
         # or: subprocess / monkeypatch.setenv with aws.env()
 
+In strict mode it also serves downloads: GetDownloadUrlForLayer answers URLs of a
+blob server on another loopback port (:attr:`EmbeddedAws.blob_url`, see
+:mod:`.blob_server`), and :meth:`EmbeddedAws.credentials_for` gives access keys of
+other accounts.
+
 Run it in a separate process (strict ECR on) with::
 
     python -m airflow_ecr_layers.testing.server [--port N]
@@ -29,7 +34,7 @@ from types import FrameType, TracebackType
 
 from moto.server import ThreadedMotoServer
 
-from airflow_ecr_layers.testing import s3_reads, strict_ecr
+from airflow_ecr_layers.testing import accounts, blob_server, s3_reads, strict_ecr
 
 __all__ = ["DEFAULT_REGION", "EmbeddedAws", "aws_env", "main", "reset_server"]
 
@@ -73,7 +78,12 @@ class EmbeddedAws:
 
     ``port=0`` (the default) lets the OS pick a free port. With ``strict=True`` (the
     default) :func:`strict_ecr.install` is called on start; it is process-wide and
-    deliberately not undone by :meth:`stop`, since other servers may share it.
+    deliberately not undone by :meth:`stop`, since other servers may share it. Strict
+    mode also starts (or shares) the process's blob server, which serves the download
+    URLs; :meth:`stop` releases it.
+
+    moto's state is process-wide: two servers of one process serve the same
+    repositories, and :meth:`reset` of either drops them all.
     """
 
     def __init__(self, port: int = 0, region: str = DEFAULT_REGION, strict: bool = True, verbose: bool = False) -> None:
@@ -83,6 +93,9 @@ class EmbeddedAws:
         self._strict = strict
         self._server: ThreadedMotoServer | None = None
         self._port: int | None = None
+        self._blob_server: blob_server.BlobServer | None = None
+        self._credentials: dict[str, tuple[str, str]] = {}
+        self._credentials_lock = threading.Lock()
 
     def start(self) -> EmbeddedAws:
         if self._server is not None:
@@ -96,6 +109,8 @@ class EmbeddedAws:
         server.start()
         self._server = server
         self._port = server.get_host_and_port()[1]
+        if self._strict:
+            self._blob_server = blob_server.acquire()
         return self
 
     @property
@@ -108,20 +123,62 @@ class EmbeddedAws:
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def blob_url(self) -> str:
+        """The base URL of the blob server the download URLs point at (strict mode only)."""
+        if self._blob_server is None:
+            raise RuntimeError("EmbeddedAws serves downloads only when started in strict mode")
+        return self._blob_server.base_url
+
+    @property
+    def url_lifetime(self) -> float:
+        """Seconds a download URL minted now stays valid (process-wide, see :mod:`.blob_server`).
+        Set it to expire URLs in a test (zero or less: already expired); :meth:`reset`
+        restores :data:`.blob_server.DEFAULT_URL_LIFETIME`."""
+        return blob_server.url_lifetime()
+
+    @url_lifetime.setter
+    def url_lifetime(self, seconds: float) -> None:
+        blob_server.set_url_lifetime(seconds)
+
     def env(self) -> dict[str, str]:
         return aws_env(self.endpoint_url, self.region)
 
+    def credentials_for(self, account_id: str) -> tuple[str, str]:
+        """An access key id and secret that this server maps to ``account_id``: a client
+        signed with them sees that account's ECR (``registryId``), S3, ... Created once
+        per account (an IAM user in it) and cached; a reset drops the cache with moto's IAM."""
+        with self._credentials_lock:
+            cached = self._credentials.get(account_id)
+            if cached is not None and accounts.is_account_of(cached[0], account_id):
+                return cached
+            # Not cached, or dropped by a reset this server did not see (moto's state is process-wide).
+            credentials = accounts.create_credentials(self.endpoint_url, account_id)
+            self._credentials[account_id] = credentials
+            return credentials
+
     def reset(self) -> None:
-        """Drop moto's state through the server's reset endpoint; zero strict_ecr.STATS and the S3 read counts."""
+        """Drop moto's state through the server's reset endpoint (every account and region),
+        and what the tools around it remember: zero strict_ecr.STATS, the S3 read counts
+        and blob_server.BLOB_READS, restore the URL lifetime, forget the cached
+        credentials of other accounts and delete the stored bytes of every layer."""
         reset_server(self.endpoint_url)
         strict_ecr.reset_stats()
         s3_reads.S3_READS.reset()
+        blob_server.BLOB_READS.reset()
+        blob_server.set_url_lifetime(blob_server.DEFAULT_URL_LIFETIME)
+        with self._credentials_lock:
+            self._credentials.clear()
+        strict_ecr.sweep_blob_store()
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
             self._port = None
+        if self._blob_server is not None:
+            blob_server.release()
+            self._blob_server = None
 
     def __enter__(self) -> EmbeddedAws:
         return self.start()

@@ -7,6 +7,12 @@ existence of the blobs an image references. :func:`install` patches
 :class:`moto.ecr.models.ECRBackend` in-process so that every backend (a
 ``ThreadedMotoServer`` in this process as well as ``mock_aws``) behaves like ECR.
 
+It also makes moto's ECR serve downloads: a completed layer's bytes are kept in the
+process's :mod:`.blob_store` (moto keeps only its size), GetDownloadUrlForLayer
+(moto: NotImplementedError) answers a signed URL of the :mod:`.blob_server`, and
+ListImageReferrers (absent from moto) lists the images whose ``subject`` is a given
+image; for those two, :func:`install` patches :class:`moto.ecr.responses.ECRResponse`.
+
 :data:`STATS` counts the layer-upload traffic each repository received, so a
 test can assert that a re-push uploaded nothing.
 
@@ -23,18 +29,39 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult
 from moto.ecr.exceptions import InvalidLayerPartException as _MotoInvalidLayerPartException
 from moto.ecr.exceptions import InvalidParameterException, RepositoryNotFoundException
 from moto.ecr.models import ECRBackend, LayerUpload, Repository, ecr_backends
+from moto.ecr.responses import ECRResponse
+
+from airflow_ecr_layers.testing import blob_server
+from airflow_ecr_layers.testing.blob_store import blob_store
+from airflow_ecr_layers.testing.ecr_images import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    IMAGE_MANIFEST_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    image_referrers,
+    referenced_blobs,
+)
 
 __all__ = [
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
     "STATS",
     "EcrStats",
     "RepositoryStats",
+    "download_url_for_layer",
     "forget_layer",
     "install",
     "is_installed",
     "reset_stats",
+    "sweep_blob_store",
     "uninstall",
 ]
 
@@ -46,13 +73,11 @@ MAX_PART_SIZE = 20_971_520
 MAX_PARTS = 4200
 MAX_MANIFEST_CHARS = 4_194_304
 MAX_DIGESTS_PER_CHECK = 100
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+MAX_REFERRERS_PER_PAGE = 50
+"""ListImageReferrers' largest ``maxResults``."""
+DEFAULT_REFERRERS_PER_PAGE = 100
+"""Referrers per page when ``maxResults`` is not given (what ECR's other list calls return)."""
+MAX_ARTIFACT_TYPES = 5
 
 
 # --- Exceptions -------------------------------------------------------------
@@ -94,6 +119,14 @@ class ImageTagAlreadyExistsException(ServiceException):
     code = "ImageTagAlreadyExistsException"
 
 
+class LayerInaccessibleException(ServiceException):
+    code = "LayerInaccessibleException"
+
+
+class ServerException(ServiceException):
+    code = "ServerException"
+
+
 class InvalidLayerPartException(_MotoInvalidLayerPartException):
     """moto's exception (which carries ``lastValidByteReceived``) with a specific message."""
 
@@ -125,6 +158,8 @@ class RepositoryStats:
     layers_completed: int = 0
     """Successful CompleteLayerUpload calls (a new layer stored)."""
     put_image_calls: int = 0
+    get_download_url_for_layer_calls: int = 0
+    list_image_referrers_calls: int = 0
 
 
 class EcrStats:
@@ -180,6 +215,8 @@ def reset_stats() -> None:
 # --- Helpers ----------------------------------------------------------------
 
 _PART_SIZES = "strict_ecr_part_sizes"
+_blobs_lock = threading.Lock()
+"""Held while a layer's bytes are stored and the layer recorded, and while the store is swept."""
 
 
 def _part_sizes(upload: LayerUpload) -> list[int]:
@@ -383,11 +420,17 @@ def _complete_layer_upload(
             f"Amazon ECR calculated for the {size} bytes of upload '{upload_id}'"
         )
     if digest in repository.layers:
+        # The repository's layer stays as it was; its bytes are kept if they were not
+        # (a layer completed before install()).
+        with _blobs_lock:
+            blob_store().put(digest, upload.layer_parts)
         raise LayerAlreadyExistsException(
             f"The layer with digest {digest} already exists in the repository with name "
             f"'{repository_name}' in the registry with id '{repository.registry_id}'"
         )
-    repository.layers[digest] = size  # BatchCheckLayerAvailability reports this size
+    with _blobs_lock:  # a sweep sees the bytes and the layer together, or neither
+        blob_store().put(digest, upload.layer_parts)  # one write of the bytes moto holds
+        repository.layers[digest] = size  # BatchCheckLayerAvailability reports this size
     STATS.add(repository_name, layers_completed=1)
     return {
         "registryId": repository.registry_id,
@@ -471,12 +514,112 @@ def _batch_check_layer_availability(
     return result
 
 
+# --- Downloads and referrers: the patched ECRResponse methods -------------------------
+
+
+def download_url_for_layer(
+    backend: ECRBackend, repository_name: str, layer_digest: str, registry_id: str | None = None
+) -> dict[str, str]:
+    """GetDownloadUrlForLayer's answer, as real ECR decides it: the layer must be in the
+    repository (else LayersNotFoundException) and referenced by one of its image
+    manifests (else LayerInaccessibleException). The URL is the blob server's."""
+    repository = backend._get_repository(repository_name, registry_id)
+    where = f"in the repository with name '{repository_name}' in the registry with id '{repository.registry_id}'"
+    if layer_digest not in repository.layers:
+        raise LayersNotFoundException(f"The layer with digest '{layer_digest}' does not exist {where}")
+    if layer_digest not in referenced_blobs(repository):
+        raise LayerInaccessibleException(
+            f"The layer with digest '{layer_digest}' {where} is not available because it is not "
+            "associated with an image. Unassociated image layers may be cleaned up at any time."
+        )
+    if not blob_store().has(layer_digest):
+        raise LayerInaccessibleException(
+            f"The embedded ECR holds no bytes of the layer with digest '{layer_digest}' {where}: "
+            "it was completed while strict_ecr was not installed"
+        )
+    try:
+        url = blob_server.presign(layer_digest)
+    except RuntimeError as exc:
+        raise ServerException(str(exc)) from None
+    return {"downloadUrl": url, "layerDigest": layer_digest}
+
+
+def _get_download_url_for_layer(self: ECRResponse) -> ActionResult:
+    repository_name = self._get_param("repositoryName")
+    STATS.add(repository_name, get_download_url_for_layer_calls=1)
+    return ActionResult(
+        download_url_for_layer(
+            self.ecr_backend, repository_name, self._get_param("layerDigest"), self._get_param("registryId")
+        )
+    )
+
+
+_REFERRERS_TOKEN = "referrers:"
+
+
+def _list_image_referrers(self: ECRResponse) -> ActionResult:
+    repository_name = self._get_param("repositoryName")
+    STATS.add(repository_name, list_image_referrers_calls=1)
+    repository = self.ecr_backend._get_repository(repository_name, self._get_param("registryId"))
+    subject = (self._get_param("subjectId") or {}).get("imageDigest")
+    if not isinstance(subject, str) or not subject:
+        raise InvalidParameterException("Invalid parameter at 'subjectId.imageDigest': it is required")
+    given_filter = self._get_param("filter") or {}
+    artifact_types = given_filter.get("artifactTypes") or None
+    if artifact_types is not None and len(artifact_types) > MAX_ARTIFACT_TYPES:
+        raise InvalidParameterException(
+            "Invalid parameter at 'filter.artifactTypes' failed to satisfy constraint: "
+            f"'Member must have length less than or equal to {MAX_ARTIFACT_TYPES}'"
+        )
+    max_results = self._get_param("maxResults")
+    if max_results is not None and not 1 <= int(max_results) <= MAX_REFERRERS_PER_PAGE:
+        raise InvalidParameterException(
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: "
+            f"'Member must have value less than or equal to {MAX_REFERRERS_PER_PAGE}'"
+        )
+    page_size = int(max_results) if max_results is not None else DEFAULT_REFERRERS_PER_PAGE
+    token = self._get_param("nextToken")
+    start = 0
+    if token is not None:
+        offset = token[len(_REFERRERS_TOKEN) :] if token.startswith(_REFERRERS_TOKEN) else ""
+        if not offset.isdigit():
+            raise InvalidParameterException("Invalid parameter at 'nextToken': not a token this call returned")
+        start = int(offset)
+
+    # Every referrer here is ACTIVE (no archiving): a filter on another status finds none.
+    status = given_filter.get("artifactStatus") or "ACTIVE"
+    found = image_referrers(repository, subject, artifact_types) if status in ("ACTIVE", "ANY") else []
+    result: dict[str, Any] = {"referrers": found[start : start + page_size]}
+    if start + page_size < len(found):
+        result["nextToken"] = f"{_REFERRERS_TOKEN}{start + page_size}"
+    return ActionResult(result)
+
+
+def sweep_blob_store() -> list[str]:
+    """Delete the stored bytes of every blob that no repository of any ECR backend of this
+    process holds as a layer (after a moto reset: all of them); return their digests."""
+    with _blobs_lock:
+        keep: set[str] = set()
+        for account in list(dict.values(ecr_backends)):
+            for backend in list(dict.values(account)):
+                for repository in list(backend.repositories.values()):
+                    keep.update(repository.layers)
+        return blob_store().retain(keep)
+
+
 _REPLACEMENTS: dict[str, Callable[..., Any]] = {
     "initiate_layer_upload": _initiate_layer_upload,
     "upload_layer_part": _upload_layer_part,
     "complete_layer_upload": _complete_layer_upload,
     "put_image": _put_image,
     "batch_check_layer_availability": _batch_check_layer_availability,
+}
+_RESPONSE_REPLACEMENTS: dict[str, Callable[..., Any]] = {
+    "get_download_url_for_layer": _get_download_url_for_layer,
+    "list_image_referrers": _list_image_referrers,  # not a method of moto's: added, and deleted again
+}
+_RESPONSE_ORIGINALS: dict[str, Callable[..., Any]] = {
+    name: ECRResponse.__dict__[name] for name in _RESPONSE_REPLACEMENTS if name in ECRResponse.__dict__
 }
 _install_lock = threading.Lock()
 
@@ -494,12 +637,17 @@ def forget_layer(
 
 
 def install() -> None:
-    """Patch ``ECRBackend`` (idempotent). Affects every ECR backend in this process,
-    including those of a ``ThreadedMotoServer`` and of ``mock_aws``; survives
-    ``/moto-api/reset`` since the class, not the instances, is patched."""
+    """Patch ``ECRBackend`` and ``ECRResponse`` (idempotent). Affects every ECR backend in
+    this process, including those of a ``ThreadedMotoServer`` and of ``mock_aws``; survives
+    ``/moto-api/reset`` since the classes, not the instances, are patched.
+
+    GetDownloadUrlForLayer answers URLs of the process's blob server: it needs one
+    running (:class:`.server.EmbeddedAws` starts it; else :func:`.blob_server.acquire`)."""
     with _install_lock:
         for name, replacement in _REPLACEMENTS.items():
             setattr(ECRBackend, name, replacement)
+        for name, response_method in _RESPONSE_REPLACEMENTS.items():
+            setattr(ECRResponse, name, response_method)
 
 
 def uninstall() -> None:
@@ -507,7 +655,14 @@ def uninstall() -> None:
     with _install_lock:
         for name, original in _ORIGINALS.items():
             setattr(ECRBackend, name, original)
+        for name in _RESPONSE_REPLACEMENTS:
+            if name in _RESPONSE_ORIGINALS:
+                setattr(ECRResponse, name, _RESPONSE_ORIGINALS[name])
+            elif name in ECRResponse.__dict__:
+                delattr(ECRResponse, name)
 
 
 def is_installed() -> bool:
-    return all(getattr(ECRBackend, name) is fn for name, fn in _REPLACEMENTS.items())
+    return all(getattr(ECRBackend, name) is fn for name, fn in _REPLACEMENTS.items()) and all(
+        ECRResponse.__dict__.get(name) is fn for name, fn in _RESPONSE_REPLACEMENTS.items()
+    )
