@@ -1,5 +1,6 @@
 """Operators of the airflow-ecr-layers provider."""
 
+from airflow_ecr_layers.operators.copy import CopyImageOperator
 from airflow_ecr_layers.operators.image_archive import PushImageArchiveOperator
 from airflow_ecr_layers.operators.lifecycle import (
     CompleteLayerUploadOperator,
@@ -7,6 +8,7 @@ from airflow_ecr_layers.operators.lifecycle import (
     PutImageOperator,
     UploadLayerPartsOperator,
 )
+from airflow_ecr_layers.operators.pull import PullArtifactOperator
 from airflow_ecr_layers.operators.push import PushArtifactOperator
 
 __all__ = [

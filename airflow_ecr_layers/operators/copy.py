@@ -115,7 +115,7 @@ class CopyImageOperator(PublishesImage):
             tags = [target.tag, *(t for t in tags if t != target.tag)]
         source_hook = EcrLayersHook(
             aws_conn_id=self.source_aws_conn_id or self.aws_conn_id,
-            region_name=source.region or self.region_name,
+            region_name=source.region,  # the source connection's own region unless named
             verify=self.verify,
             config=self.botocore_config,
             retry_policy=self.upload_retry_policy,
