@@ -19,7 +19,6 @@ instead of producing a layer that is half one object and half another.
 from __future__ import annotations
 
 import asyncio
-import io
 from typing import Any
 
 import aiohttp
@@ -27,6 +26,7 @@ from botocore.exceptions import ClientError, IncompleteReadError, ResponseStream
 from fsspec.asyn import sync
 
 from airflow_ecr_layers.core.errors import SourceError
+from airflow_ecr_layers.core.ranged import RangedReader
 
 BODY_ERRORS: tuple[type[BaseException], ...] = (
     IncompleteReadError,
@@ -46,7 +46,7 @@ def is_s3fs(fs: Any) -> bool:
     return any(cls.__module__.startswith("s3fs.") and cls.__name__ == "S3FileSystem" for cls in type(fs).__mro__)
 
 
-class S3RangeReader(io.RawIOBase):
+class S3RangeReader(RangedReader):
     """A read-only, seekable handle on one S3 object of known size.
 
     Each ``readinto(buffer)`` is one ``GetObject`` for ``bytes=pos-(pos+len-1)``
@@ -55,47 +55,19 @@ class S3RangeReader(io.RawIOBase):
     """
 
     def __init__(self, fs: Any, path: str, size: int, offset: int = 0, *, etag: str | None = None) -> None:
-        super().__init__()
+        super().__init__(size, offset)
         bucket, key, version_id = fs.split_path(path)
         self._fs = fs
         self._bucket = bucket
         self._key = key
         self._version = {"VersionId": version_id} if version_id else {}
-        self._size = size
-        self._position = offset
         self._etag = etag
         self.name = f"s3://{bucket}/{key}"
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._position = base + offset
-        return self._position
-
-    def readall(self) -> bytes:
-        """The rest of the object in one GET (:class:`io.RawIOBase` would make one per 8 KiB)."""
-        rest = bytearray(max(self._size - self._position, 0))
-        del rest[self.readinto(rest) :]
-        return bytes(rest)
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        wanted = min(len(view), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        got = sync(self._fs.loop, self._fetch_into, view[:wanted], self._position)
-        self._position += got
-        return int(got)
+    def fetch(self, view: memoryview, first: int) -> None:
+        got = sync(self._fs.loop, self._fetch_into, view, first)
+        if got != len(view):  # pragma: no cover - _fetch_into fills the view or raises
+            raise SourceError(f"{self.name}: read {got} of {len(view)} bytes at {first}")
 
     async def _fetch_into(self, view: memoryview, first: int) -> int:
         """Fill ``view`` with the object's bytes from ``first`` on; a broken body is asked

@@ -176,6 +176,22 @@ def service(*command: str, timeout: float = 60.0) -> Iterator[Service]:
             proc.wait()
 
 
+@contextmanager
+def services() -> Iterator[tuple[Service, Service, Service]]:
+    """moto (S3 and the strict ECR), the sink, and the sink that waits before each answer;
+    Airflow connections pointing at each."""
+    sink_script = str(ROOT / "benchmarks" / "sink.py")
+    with (
+        service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
+        service(sys.executable, sink_script, "--part-size", str(PART_SIZE)) as sink,
+        service(
+            sys.executable, sink_script, "--part-size", str(PART_SIZE), "--part-delay-ms", str(PART_DELAY_MS)
+        ) as slow_sink,
+    ):
+        configure_environment(moto.url, sink.url, slow_sink.url)
+        yield moto, sink, slow_sink
+
+
 class CpuMeter:
     """Cores kept busy, on average, by this process and the servers while in the ``with`` block."""
 
@@ -639,19 +655,7 @@ def run_repush(sizes: Sizes) -> str:
     """Only the re-push and chunk figures (``--repush-only``)."""
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
-    with (
-        service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
-        service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
-        service(
-            sys.executable,
-            str(ROOT / "benchmarks" / "sink.py"),
-            "--part-size",
-            str(PART_SIZE),
-            "--part-delay-ms",
-            str(PART_DELAY_MS),
-        ) as slow_sink,
-    ):
-        configure_environment(moto.url, sink.url, slow_sink.url)
+    with services() as (moto, sink, slow_sink):
         boto_client("s3", moto.url).create_bucket(Bucket=BUCKET)
         pushes = measure_repush(sizes, moto.url)
         chunks = measure_chunked(sizes, moto.url)
@@ -665,19 +669,7 @@ def run_repush(sizes: Sizes) -> str:
 def run(sizes: Sizes) -> str:
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
-    with (
-        service(sys.executable, str(ROOT / "benchmarks" / "moto_server.py")) as moto,
-        service(sys.executable, str(ROOT / "benchmarks" / "sink.py"), "--part-size", str(PART_SIZE)) as sink,
-        service(
-            sys.executable,
-            str(ROOT / "benchmarks" / "sink.py"),
-            "--part-size",
-            str(PART_SIZE),
-            "--part-delay-ms",
-            str(PART_DELAY_MS),
-        ) as slow_sink,
-    ):
-        configure_environment(moto.url, sink.url, slow_sink.url)
+    with services() as (moto, sink, slow_sink):
         print(f"seeding S3 on {moto.url} ...", flush=True)
         keys = seed_all(moto.url, sizes)
         print(f"seeded in {time.perf_counter() - started:.0f}s; measuring", flush=True)

@@ -19,18 +19,18 @@ pull's writer) and compares with the layer's digest before anything is completed
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 import urllib.request
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import urllib3
 
 from airflow_ecr_layers.core.calls import EcrCalls
 from airflow_ecr_layers.core.errors import SourceError
 from airflow_ecr_layers.core.limits import MiB
+from airflow_ecr_layers.core.ranged import RangedReader
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -112,44 +112,16 @@ class LayerDownload:
         return _RangeReader(self, offset, self._http or http_pool())  # type: ignore[return-value]
 
 
-class _RangeReader(io.RawIOBase):
+class _RangeReader(RangedReader):
     """Ranged GETs of a layer, each written straight into the caller's buffer."""
 
     def __init__(self, layer: LayerDownload, offset: int, http: urllib3.PoolManager) -> None:
-        super().__init__()
+        super().__init__(layer.size, offset)
         self._layer = layer
-        self._position = offset
         self._http = http
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._layer.size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        wanted = min(len(view), self._layer.size - self._position)
-        if wanted <= 0:
-            return 0
-        self._fill(view[:wanted], self._position)
-        self._position += wanted
-        return wanted
-
-    def readall(self) -> bytes:
-        rest = bytearray(max(self._layer.size - self._position, 0))
-        self.readinto(rest)
-        return bytes(rest)
+    def fetch(self, view: memoryview, first: int) -> None:
+        self._fill(view, first)
 
     def _fill(self, view: memoryview, first: int) -> None:
         got = broken = refreshed = 0

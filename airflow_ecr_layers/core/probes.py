@@ -21,12 +21,7 @@ from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.core.calls import translate_client_error
 from airflow_ecr_layers.core.errors import EcrServiceError, InvalidInputError, QuotaExceededError
-from airflow_ecr_layers.core.limits import (
-    validate_digest,
-    validate_registry_id,
-    validate_repository_name,
-    validate_tags,
-)
+from airflow_ecr_layers.core.references import ImageReference
 from airflow_ecr_layers.core.scan import ScanFailedError, ScanPhase, ScanReport
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -55,33 +50,19 @@ def require_image_selector(image_tag: object, image_digest: object, *, allow_bot
 
 
 @dataclass(frozen=True)
-class ImageRef:
-    """An image in a repository, by tag and/or digest (validated)."""
-
-    repository_name: str
-    tag: str | None = None
-    digest: str | None = None
-    registry_id: str | None = None
+class ImageRef(ImageReference):
+    """An image to wait for: a reference that must name a tag or a digest."""
 
     def __post_init__(self) -> None:
         require_image_selector(self.tag, self.digest)
-        validate_repository_name(self.repository_name)
-        object.__setattr__(self, "registry_id", validate_registry_id(self.registry_id))
-        if self.tag is not None:
-            validate_tags([self.tag])
-        if self.digest is not None:
-            validate_digest(self.digest, "image digest")
+        super().__post_init__()
 
     def params(self) -> dict[str, Any]:
         """``repositoryName``, ``imageId`` (by digest when there is one) and ``registryId`` if set."""
-        image_id = {"imageDigest": self.digest} if self.digest else {"imageTag": self.tag}
-        params: dict[str, Any] = {"repositoryName": self.repository_name, "imageId": image_id}
+        params: dict[str, Any] = {"repositoryName": self.repository_name, "imageId": self.image_id()}
         if self.registry_id:
             params["registryId"] = self.registry_id
         return params
-
-    def __str__(self) -> str:
-        return self.repository_name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
 class Probe(ABC):

@@ -24,10 +24,20 @@ def test_scan_gate_example_dag_pushes_then_passes_the_gate(airflow_db: Any, repo
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="scan_gate").one()
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="scan_gate", key="return_value")
+            .one()
+        )
         assert row.value["severity_counts"] == {"HIGH": 1}
         assert row.value["repository_name"] == repo and row.value["scan_status"] == "COMPLETE"
         # the gate got its digest through push.output["image_digest"]: push's key pushed on its own
         pushed = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="push")
         by_key = {xcom.key: xcom.value for xcom in pushed}
         assert by_key["image_digest"] == by_key["return_value"]["image_digest"] == row.value["image_digest"]
+        # the gate's own result is also pushed key by key: gate.output["image_digest"] reads one value
+        gate_keys = {
+            xcom.key: xcom.value
+            for xcom in session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id="scan_gate")
+        }
+        assert gate_keys["image_digest"] == row.value["image_digest"]
