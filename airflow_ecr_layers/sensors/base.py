@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -10,12 +11,12 @@ from typing import Any, ClassVar
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_ecr_layers.core.probes import require_image_selector
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
-from airflow_ecr_layers.triggers.base import ERROR, FAILED, SUCCESS, EcrProbeTrigger
+from airflow_ecr_layers.triggers.base import ERROR, FAILED, SUCCESS, TIMEOUT, EcrProbeTrigger
 
 Context = Any
 
@@ -40,6 +41,8 @@ def event_value(event: Mapping[str, Any] | None) -> dict[str, Any]:
         raise AirflowFailException(str(event.get("message")))
     if status == ERROR:
         raise AirflowException(str(event.get("message")))
+    if status == TIMEOUT:  # soft_fail turns it into a skip, as for any sensor timeout
+        raise AirflowSensorTimeout(str(event.get("message")))
     raise AirflowException(f"Unexpected trigger event: {dict(event)!r}")
 
 
@@ -107,9 +110,9 @@ class EcrImageWaitSensor(AwsBaseSensor[EcrLayersHook]):
             "botocore_config": self.botocore_config,
         }
 
-    def trigger(self) -> EcrProbeTrigger:
-        """The wait, as a trigger (validates the image reference)."""
-        return self.trigger_class(**self.trigger_kwargs())
+    def trigger(self, deadline: float | None = None) -> EcrProbeTrigger:
+        """The wait, as a trigger (validates the image reference) that gives up at ``deadline``."""
+        return self.trigger_class(**self.trigger_kwargs(), deadline=deadline)
 
     def complete(self, value: dict[str, Any]) -> dict[str, Any]:
         """Judge a finished wait's result and return it as XCom (subclasses add checks)."""
@@ -127,7 +130,7 @@ class EcrImageWaitSensor(AwsBaseSensor[EcrLayersHook]):
         if not self.deferrable:
             return super().execute(context)
         self.defer(
-            trigger=self.trigger(),
+            trigger=self.trigger(deadline=time.time() + self.timeout),  # ends by itself, scheduler or not
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )

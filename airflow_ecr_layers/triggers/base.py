@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,8 @@ FAILED = "failed"
 """Event status: a verdict no retry can change (the scan failed); ``message`` says why."""
 ERROR = "error"
 """Event status: the check itself failed (missing repository, access denied...); ``message`` says why."""
+TIMEOUT = "timeout"
+"""Event status: the trigger's own deadline passed before the wait was over; ``message`` says what it waited for."""
 
 
 def error_event(exc: EcrLayersError) -> dict[str, Any]:
@@ -31,8 +34,11 @@ class EcrProbeTrigger(BaseTrigger):
     """Check an image every ``poll_interval`` seconds until its probe is done, from the triggerer.
 
     Yields one event: ``{"status": "success", "value": {...}}`` with the probe's result,
-    or ``{"status": "failed" | "error", "message": ...}`` (see :func:`error_event`).
-    The task's timeout bounds the wait (``defer(timeout=...)``).
+    ``{"status": "failed" | "error", "message": ...}`` (see :func:`error_event`), or, once
+    ``deadline`` has passed, ``{"status": "timeout", "message": ...}``. The deadline lives in
+    the trigger itself, as the amazon provider's triggers bound their attempts: the wait
+    ends even where nothing enforces the task's defer timeout (``dag.test()`` runs
+    triggers inline and does not).
 
     Subclasses build the probe (:meth:`build_probe`) and add their own arguments to
     :meth:`serialize`.
@@ -46,6 +52,7 @@ class EcrProbeTrigger(BaseTrigger):
     :param region_name: the AWS region.
     :param verify: whether to verify SSL certificates, or a CA bundle path.
     :param botocore_config: botocore client configuration.
+    :param deadline: when to give up, in seconds since the epoch (UTC); None waits for ever.
     """
 
     def __init__(
@@ -60,8 +67,10 @@ class EcrProbeTrigger(BaseTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
+        self.deadline = deadline
         self.repository_name = repository_name
         self.image_tag = image_tag
         self.image_digest = image_digest
@@ -90,6 +99,7 @@ class EcrProbeTrigger(BaseTrigger):
                 "region_name": self.region_name,
                 "verify": self.verify,
                 "botocore_config": self.botocore_config,
+                "deadline": self.deadline,
             },
         )
 
@@ -108,9 +118,19 @@ class EcrProbeTrigger(BaseTrigger):
                     poll = await self.probe.check_async(client)
                     if poll.value is not None:
                         break
-                    self.log.info("Waiting for %s; next check in %s s", poll.waiting_for, self.poll_interval)
-                    await asyncio.sleep(self.poll_interval)
+                    left = None if self.deadline is None else self.deadline - time.time()
+                    if left is not None and left <= 0:
+                        yield TriggerEvent(timeout_event(self.probe.image, poll.waiting_for))
+                        return
+                    pause = self.poll_interval if left is None else min(self.poll_interval, left)
+                    self.log.info("Waiting for %s; next check in %.1f s", poll.waiting_for, pause)
+                    await asyncio.sleep(pause)
         except EcrLayersError as exc:
             yield TriggerEvent(error_event(exc))
             return
         yield TriggerEvent({"status": SUCCESS, "value": poll.value})
+
+
+def timeout_event(image: object, waiting_for: str) -> dict[str, Any]:
+    """The event payload of a wait whose deadline passed."""
+    return {"status": TIMEOUT, "message": f"Gave up waiting for {waiting_for}: the sensor's timeout passed ({image})"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -399,7 +400,9 @@ def test_deferrable_scan_sensor_defers_with_its_trigger(repo: str) -> None:
     assert deferred.value.timeout == timedelta(seconds=600)
     trigger = deferred.value.trigger
     assert isinstance(trigger, EcrImageScanTrigger)
-    assert trigger.serialize()[1] == {
+    kwargs = trigger.serialize()[1]
+    assert abs(kwargs.pop("deadline") - (time.time() + 600)) < 5  # the trigger's own deadline
+    assert kwargs == {
         "repository_name": repo,
         "image_tag": None,
         "image_digest": MISSING_DIGEST,
@@ -481,6 +484,7 @@ def test_scan_trigger_reports_a_failed_scan(repo: str, push: Any, ecr: Any, scan
             region_name="eu-west-1",
             verify="/etc/ssl/ca.pem",
             botocore_config={"retries": {"max_attempts": 7}},
+            deadline=1_900_000_000.5,
         ),
         EcrImageScanTrigger(repository_name="team/models", image_digest=MISSING_DIGEST, start_scan=True),
         EcrImageScanTrigger(repository_name="team/models", image_tag="v1", aws_conn_id=None, verify=False),
@@ -503,3 +507,30 @@ def test_trigger_serialize_round_trip(trigger: EcrProbeTrigger) -> None:
 def test_trigger_refuses_a_bad_image_reference_before_deferring() -> None:
     with pytest.raises(InvalidInputError, match="Invalid ECR repository name"):
         EcrImageTrigger(repository_name="Bad Repo", image_tag="v1")
+
+
+# -- waits that end by themselves --------------------------------------------------------------
+
+
+def test_a_trigger_gives_up_by_itself_when_its_deadline_passes(repo: str) -> None:
+    trigger = EcrImageTrigger(repository_name=repo, image_tag="never", poll_interval=0.2, deadline=time.time() + 0.6)
+    started = time.monotonic()
+    event = first_event(trigger)
+    assert event["status"] == "timeout"
+    assert "image team/models:never" in event["message"] and "timeout passed" in event["message"]
+    assert time.monotonic() - started < 5
+
+
+def test_a_timeout_event_fails_the_sensor_as_a_sensor_timeout(repo: str) -> None:
+    sensor = EcrImageSensor(task_id="s", repository_name=repo, image_tag="v1", **AWS)
+    with pytest.raises(AirflowSensorTimeout, match="Gave up waiting"):
+        sensor.execute_complete({}, {"status": "timeout", "message": "Gave up waiting for image x"})
+
+
+def test_deferring_puts_the_sensor_timeout_into_the_trigger(repo: str) -> None:
+    sensor = EcrImageScanSensor(task_id="s", repository_name=repo, image_tag="v1", deferrable=True, timeout=90, **AWS)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    trigger = deferred.value.trigger  # type: ignore[attr-defined]
+    assert abs(trigger.deadline - (time.time() + 90)) < 5
+    assert trigger.serialize()[1]["deadline"] == trigger.deadline

@@ -130,3 +130,19 @@ def test_fanout_dag_expands_a_prefix(airflow_db: Any, ecr: Any, s3: Any, bucket:
         "tokenizer.json",
         "weights.bin",
     ]
+
+
+def test_wait_then_pull_dag_brings_the_model_back(airflow_db: Any, ecr: Any, s3: Any, bucket: str) -> None:
+    from airflow_ecr_layers.operators import PushArtifactOperator
+
+    ecr.create_repository(repositoryName="demo/models")
+    data = pattern_bytes(6 * MiB + 1, 8)
+    s3.put_object(Bucket=bucket, Key="models/run/model.bin", Body=data)
+    PushArtifactOperator(
+        task_id="push", source="s3://artifacts/models/run/", repository_name="demo/models", tags=["v1"]
+    ).execute({})
+    run = _load("example_ecr_layers_wait_then_pull").test(
+        run_conf={"repository": "demo/models", "tag": "v1", "destination": "s3://artifacts/serving/current/"}
+    )
+    assert run.state == "success"
+    assert s3.get_object(Bucket=bucket, Key="serving/current/model.bin")["Body"].read() == data
