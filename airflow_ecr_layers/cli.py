@@ -66,7 +66,10 @@ def make_engine(args: argparse.Namespace, conn_id: str | None = None, region: st
 
     from airflow_ecr_layers.core.client import EcrClient
 
-    return EcrClient(boto3.client("ecr", region_name=region, endpoint_url=args.endpoint_url))
+    def client() -> Any:  # a new session reads the credentials chain again
+        return boto3.session.Session().client("ecr", region_name=region, endpoint_url=args.endpoint_url)
+
+    return EcrClient(client(), refresh=client)
 
 
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,21 +8,26 @@ exceptions (:mod:`~airflow_ecr_layers.core.errors`), carrying the service's word
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.core.errors import (
-    QUOTAS,
+    CredentialsExpiredError,
     EcrServiceError,
     InvalidLayerPartError,
     QuotaExceededError,
     error_class_for,
+    quota_of,
 )
 from airflow_ecr_layers.core.limits import MAX_DIGESTS_PER_CHECK
 from airflow_ecr_layers.core.manifest import Manifest
+
+log = logging.getLogger("airflow_ecr_layers")
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def translate_client_error(
     code = str(error.get("Code", "Unknown"))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     cls = error_class_for(code, status, operation)
-    quota = QUOTAS.get((operation, code), "")
+    quota = quota_of(operation, code)
     translated = cls(
         code,
         str(error.get("Message", "")),
@@ -117,18 +122,44 @@ def translate_client_error(
 
 
 class EcrCalls:
-    """The ECR API on one botocore ECR ``client``, one method a call."""
+    """The ECR API on one botocore ECR ``client``, one method a call.
 
-    def __init__(self, client: Any) -> None:
+    :param refresh: makes a new client with fresh credentials (from the connection's
+        credential provider: an assumed role's session, the environment's chain). When a
+        call answers that its credentials expired (``ExpiredTokenException``), the client is
+        replaced with a fresh one and the call is made again, once; a long upload then
+        continues from the part it was sending. Without it, the error is raised.
+    """
+
+    def __init__(self, client: Any, *, refresh: Callable[[], Any] | None = None) -> None:
         self.client = client
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self.refreshes = 0
+        """Clients replaced after expired credentials."""
 
     def _invoke(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` with ``params``, translating service errors."""
-        try:
-            response: dict[str, Any] = getattr(self.client, operation)(**_drop_none(**params))
-            return response
-        except ClientError as exc:
-            raise translate_client_error(exc, operation, repository_name, registry_id) from exc
+        for attempt in (1, 2):
+            client = self.client
+            try:
+                response: dict[str, Any] = getattr(client, operation)(**_drop_none(**params))
+                return response
+            except ClientError as exc:
+                error = translate_client_error(exc, operation, repository_name, registry_id)
+                if not isinstance(error, CredentialsExpiredError) or self._refresh is None or attempt == 2:
+                    raise error from exc
+                self._renew(client, error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _renew(self, stale: Any, error: EcrServiceError) -> None:
+        """Replace ``stale`` with a fresh client (once, however many threads saw it expire)."""
+        assert self._refresh is not None
+        with self._lock:
+            if self.client is stale:
+                log.warning("%s: %s; refreshing the credentials and trying again", error.operation, error.code)
+                self.client = self._refresh()
+                self.refreshes += 1
 
     def _call(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
         return self._invoke(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_ecr_layers.core import fast_request
@@ -16,6 +17,7 @@ def EcrClient(  # noqa: N802 - the name this factory has always had
     retry_policy: RetryPolicy | None = None,
     read_depth: int = DEFAULT_READ_DEPTH,
     fast_upload: bool = True,
+    refresh: Callable[[], Any] | None = None,
 ) -> EcrTransfer:
     """The transfer engine on a botocore/boto3 ECR ``client``.
 
@@ -23,7 +25,13 @@ def EcrClient(  # noqa: N802 - the name this factory has always had
     :param read_depth: parts alive at once per layer (the one being sent included).
     :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
         (installed on ``client``); False leaves the client's serialisation as botocore's.
+    :param refresh: makes a new client with fresh credentials, for when they expire mid-push.
     """
-    if fast_upload:
-        fast_request.install(client)
-    return EcrTransfer(EcrCalls(client), retry_policy=retry_policy, read_depth=read_depth)
+
+    def prepared(new: Any) -> Any:
+        if fast_upload:
+            fast_request.install(new)
+        return new
+
+    fresh = (lambda: prepared(refresh())) if refresh is not None else None
+    return EcrTransfer(EcrCalls(prepared(client), refresh=fresh), retry_policy=retry_policy, read_depth=read_depth)

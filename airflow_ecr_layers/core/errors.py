@@ -100,8 +100,22 @@ QUOTAS: dict[tuple[str, str], str] = {
     ("start_image_scan", "LimitExceededException"): (
         "image scans (basic scanning allows one scan per image every 24 hours)"
     ),
+    ("*", "TooManyTagsException"): "tags per resource (50 resource tags per repository)",
 }
-"""Where ECR answers ``(operation, code)`` for a quota rather than a rate: not retried."""
+"""Where ECR answers ``(operation, code)`` for a quota rather than a rate (``*``: any operation): not retried."""
+
+
+class CredentialsExpiredError(EcrServiceError):
+    """The request's credentials expired (``ExpiredTokenException``), and a refresh did not help."""
+
+
+EXPIRED_CREDENTIALS = frozenset({"ExpiredTokenException", "ExpiredToken", "RequestExpired"})
+"""Codes that mean the credentials (or the signature's time) ran out: refresh, then try again."""
+
+
+def quota_of(operation: str, code: str) -> str:
+    """The quota ``code`` means for ``operation``, or ``""`` where it means none."""
+    return QUOTAS.get((operation, code)) or QUOTAS.get(("*", code)) or ""
 
 
 _BY_CODE: dict[str, type[EcrServiceError]] = {
@@ -127,8 +141,10 @@ def error_class_for(code: str, http_status: int | None = None, operation: str = 
     A code that means a quota for that operation (:data:`QUOTAS`) is never transient;
     5xx without a known code is.
     """
-    if (operation, code) in QUOTAS:
+    if quota_of(operation, code):
         return QuotaExceededError
+    if code in EXPIRED_CREDENTIALS:
+        return CredentialsExpiredError
     if code in _BY_CODE:
         return _BY_CODE[code]
     if http_status is not None and http_status >= 500:

@@ -65,14 +65,20 @@ class EcrLayersHook(AwsBaseHook):
         self.read_depth = read_depth
         self.fast_upload = fast_upload
         self._engine: EcrTransfer | None = None
+        self._engine_built_on: Any = None
 
     @property
     def engine(self) -> EcrTransfer:
         """The transfer engine on this connection's ECR client (built once per client)."""
         client = self.conn
-        if self._engine is None or self._engine.calls.client is not client:
+        if self._engine is None or self._engine_built_on is not client:
+            self._engine_built_on = client  # the engine may swap in a fresh client when credentials expire
             self._engine = EcrClient(
-                client, retry_policy=self.retry_policy, read_depth=self.read_depth, fast_upload=self.fast_upload
+                client,
+                retry_policy=self.retry_policy,
+                read_depth=self.read_depth,
+                fast_upload=self.fast_upload,
+                refresh=self.get_client_type,  # a new session: the connection's credential provider again
             )
         return self._engine
 

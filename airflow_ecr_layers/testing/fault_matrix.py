@@ -236,16 +236,23 @@ def check_failed_clean(
 
 
 def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixConfig) -> dict[str, Any]:
-    """Push the artifact through ``endpoint_url`` the way a user would."""
-    client = ecr_client(endpoint_url, config)
+    """Push the artifact through ``endpoint_url`` the way a user would: with a client that can be
+    made again with fresh credentials, as the hook and the CLI make theirs."""
+    clients = [ecr_client(endpoint_url, config)]
+
+    def fresh() -> Any:
+        clients.append(ecr_client(endpoint_url, config))
+        return clients[-1]
+
     try:
-        api = EcrClient(client, retry_policy=config.retry_policy)
+        api = EcrClient(clients[0], retry_policy=config.retry_policy, refresh=fresh)
         layer = LayerSpec(BytesSource(data, "fault-matrix-artifact"), OCI_LAYER_TAR, title="artifact.bin")
         return push_artifact(
             api, repository_name, [layer], tags=[TAG], part_size=config.part_size, max_concurrency=1
         ).as_dict()
     finally:
-        client.close()
+        for client in clients:
+            client.close()
 
 
 def _repository_name(kind: FaultKind, position: Position) -> str:

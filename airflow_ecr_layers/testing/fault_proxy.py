@@ -48,6 +48,7 @@ FaultKind = Literal[
     "throttling",
     "limit_exceeded",
     "upload_not_found",
+    "expired_token",
     "delay",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -70,6 +71,7 @@ _ERROR_ANSWERS: dict[str, tuple[int, str, str]] = {
         "UploadNotFoundException",
         "The upload could not be found, or the specified upload ID is not valid for this repository.",
     ),
+    "expired_token": (400, "ExpiredTokenException", "The security token included in the request is expired"),
 }
 """Fault kinds answered by the proxy itself: HTTP status, awsjson1.1 ``__type``, message."""
 

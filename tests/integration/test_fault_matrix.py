@@ -17,7 +17,13 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.client import EcrClient
-from airflow_ecr_layers.core.errors import QuotaExceededError, SourceError, UploadAbortedError, UploadNotFoundError
+from airflow_ecr_layers.core.errors import (
+    CredentialsExpiredError,
+    QuotaExceededError,
+    SourceError,
+    UploadAbortedError,
+    UploadNotFoundError,
+)
 from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR
 from airflow_ecr_layers.core.reader import PartReader
 from airflow_ecr_layers.core.retry import RetryPolicy
@@ -328,6 +334,43 @@ def test_limit_exceeded_on_a_part_is_still_throttling(aws: EmbeddedAws) -> None:
     assert len(proxy.fired) == 1
 
 
+def test_credentials_that_expire_on_a_middle_part_are_refreshed_and_the_push_goes_on(
+    aws: EmbeddedAws, caplog: pytest.LogCaptureFixture
+) -> None:
+    repository_name = new_repository(aws, "expired-token")
+    made: list[Any] = []
+
+    def fresh() -> Any:
+        made.append(ecr_client(aws.endpoint_url, CONFIG))
+        return made[-1]
+
+    with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "expired_token")]) as proxy:
+        api = EcrClient(ecr_client(proxy.endpoint_url, CONFIG), retry_policy=CONFIG.retry_policy, refresh=fresh)
+        with caplog.at_level(logging.WARNING, logger="airflow_ecr_layers"):
+            result = push_artifact(
+                api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
+            )
+    assert result.layers[0].digest == sha256(DATA) and len(proxy.fired) == 1
+    assert api.calls.refreshes == 1 and len(made) == 1
+    assert "ExpiredTokenException; refreshing the credentials and trying again" in caplog.text
+    # the refused part never reached ECR; the fresh client sent it once, and nothing else twice
+    assert STATS.repository(repository_name).bytes_received == SIZE + 2
+    assert STATS.repository(repository_name).initiate_layer_upload_calls == 2  # the layer and the empty config
+
+
+def test_credentials_that_stay_expired_fail_clean(aws: EmbeddedAws) -> None:
+    repository_name = new_repository(aws, "expired-always")
+    always = FaultRule("UploadLayerPart", 1, "expired_token", times=None)
+    with FaultProxy(aws.endpoint_url, [always]) as proxy:
+        api = EcrClient(ecr_client(proxy.endpoint_url, CONFIG), refresh=lambda: ecr_client(proxy.endpoint_url, CONFIG))
+        with pytest.raises(CredentialsExpiredError, match="ExpiredTokenException"):
+            push_artifact(
+                api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
+            )
+    assert proxy.calls("UploadLayerPart") == 2  # the first try, and one with fresh credentials
+    assert tag_map(ecr_client(aws.endpoint_url), repository_name) == {}
+
+
 def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws) -> None:
     repository_name = new_repository(aws, "always-503")
     policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total_seconds=5.0)
@@ -358,6 +401,7 @@ def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws) -> No
         ("throttling", 400, "ThrottlingException"),
         ("limit_exceeded", 400, "LimitExceededException"),
         ("upload_not_found", 400, "UploadNotFoundException"),
+        ("expired_token", 400, "ExpiredTokenException"),
     ],
 )
 def test_proxy_answers_errors_like_ecr_without_forwarding(aws: EmbeddedAws, kind: str, status: int, code: str) -> None:

@@ -65,3 +65,22 @@ def test_digest() -> None:
     for bad in ("sha256:" + "A" * 64, "md5:" + "a" * 32, "a" * 64, None):
         with pytest.raises(InvalidInputError):
             validate_digest(bad)
+
+
+def test_error_codes_are_classified_per_operation() -> None:
+    from airflow_ecr_layers.core.errors import (
+        CredentialsExpiredError,
+        QuotaExceededError,
+        ThrottledError,
+        error_class_for,
+        quota_of,
+    )
+
+    assert error_class_for("LimitExceededException", 400, "upload_layer_part") is ThrottledError
+    assert error_class_for("LimitExceededException", 400, "put_image") is QuotaExceededError
+    assert error_class_for("LimitExceededException", 400, "start_image_scan") is QuotaExceededError
+    assert error_class_for("TooManyTagsException", 400, "tag_resource") is QuotaExceededError
+    assert "tags per resource" in quota_of("put_image", "TooManyTagsException")
+    assert error_class_for("ExpiredTokenException", 400, "upload_layer_part") is CredentialsExpiredError
+    assert error_class_for("ExpiredToken", 403, "initiate_layer_upload") is CredentialsExpiredError
+    assert quota_of("upload_layer_part", "ThrottlingException") == ""
