@@ -31,6 +31,7 @@ from airflow_ecr_layers.core.layers import layers_of
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
 from airflow_ecr_layers.core.planning import plan_parts
 from airflow_ecr_layers.core.references import parse_reference
+from airflow_ecr_layers.core.resume import FileResumeStore
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 
@@ -104,6 +105,11 @@ def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
     ).as_dict()
 
 
+def resume_store(args: argparse.Namespace) -> FileResumeStore | None:
+    """Where a push records its uploads, so a rerun after a kill continues them (``--no-resume``: nowhere)."""
+    return FileResumeStore() if args.resume else None
+
+
 def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     from airflow_ecr_layers.object_storage import open_sources
 
@@ -132,6 +138,7 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
         reuse_from=args.reuse_from,
         hash_first=args.hash_first,
         record_source=args.record_source,
+        resume=resume_store(args),
     ).as_dict()
 
 
@@ -150,6 +157,7 @@ def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
         registry_id=args.registry_id,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
+        resume=resume_store(args),
     ).as_dict()
 
 
@@ -175,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--endpoint-url", help="ECR endpoint (without --conn-id; default from AWS_ENDPOINT_URL)")
     common.add_argument("--part-size", type=int, help="bytes per part (5 MiB to 20971520)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    common.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="do not record uploads under the user cache folder, nor continue one a killed run left",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     push = sub.add_parser("push", parents=[common], help="push files as one OCI artifact")

@@ -37,6 +37,7 @@ os.environ.update(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "XDG_CACHE_HOME": str(_HOME / "cache"),  # the CLI's resume records: not the user's own cache
     }
 )
 

@@ -30,6 +30,7 @@ from airflow_ecr_layers.core.manifest import (
 )
 from airflow_ecr_layers.core.planning import plan_parts
 from airflow_ecr_layers.core.results import ArtifactPushResult, BlobResult, ManifestResult
+from airflow_ecr_layers.core.resume import ResumePoint, ResumeStore
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
@@ -116,14 +117,26 @@ def push_layers(
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     check_first: bool = True,
+    resume: ResumeStore | None = None,
 ) -> list[BlobResult]:
     """Push blobs, up to ``max_concurrency`` at once, results in input order.
 
     ``check_first=False`` skips the per-blob availability check (the caller batched it).
+    With ``resume`` (and a resolved ``registry_id``), each blob's upload is recorded there
+    while it runs, and continued from there by a later attempt (:mod:`.resume`).
     """
     max_concurrency = check_max_concurrency(max_concurrency)
 
     def push(layer: LayerSpec) -> BlobResult:
+        point = ResumePoint.of(
+            resume,
+            layer.identity,
+            layer.expected_digest,
+            registry_id or "",
+            repository_name,
+            layer.offset,
+            layer.source.size,
+        )
         return engine.push_blob(
             repository_name,
             layer.source,
@@ -133,6 +146,7 @@ def push_layers(
             expected_digest=layer.expected_digest,
             annotations=layer.all_annotations(),
             check_first=check_first,
+            resume=point,
         )
 
     if max_concurrency == 1 or len(layers) <= 1:
@@ -157,6 +171,7 @@ def push_artifact(
     reuse_from: str | None = None,
     hash_first: bool = False,
     record_source: bool = False,
+    resume: ResumeStore | None = None,
 ) -> ArtifactPushResult:
     """Validate everything, push every layer, then the manifest: no tag before all blobs are in.
 
@@ -168,7 +183,8 @@ def push_artifact(
     image ``reuse_from`` names (a tag or a digest; by default the first tag) are matched
     to the sources by identity. ``hash_first`` reads each remaining source once to hash
     it before deciding to upload. Every layer records its source's identity (a digest of
-    it; ``record_source`` also writes the fields in clear).
+    it; ``record_source`` also writes the fields in clear). ``resume`` keeps each upload's
+    progress where a later attempt (after a killed worker) continues it.
     """
     validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
@@ -214,6 +230,7 @@ def push_artifact(
             part_size=part_size,
             max_concurrency=max_concurrency,
             check_first=False,
+            resume=resume,
         )
     )
     blobs = [

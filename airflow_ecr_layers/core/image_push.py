@@ -10,6 +10,7 @@ from airflow_ecr_layers.core.image_plan import ImagePlan
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_repository_name, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
 from airflow_ecr_layers.core.results import ImagePushResult, PushedBlob
+from airflow_ecr_layers.core.resume import ResumeStore
 from airflow_ecr_layers.core.transfer import EcrTransfer
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -24,6 +25,7 @@ def push_image(
     registry_id: str | None = None,
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    resume: ResumeStore | None = None,
 ) -> ImagePushResult:
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -51,6 +53,7 @@ def push_image(
         part_size=part_size,
         max_concurrency=max_concurrency,
         check_first=False,
+        resume=resume,
     )
     for child in plan.manifests[:-1]:
         engine.put_manifest(repository_name, child, [], registry_id)

@@ -11,10 +11,10 @@ plain boto3 client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
-from airflow_ecr_layers.core.attempt import BlobAttempt
+from airflow_ecr_layers.core.attempt import BlobAttempt, Cursor
 from airflow_ecr_layers.core.calls import EcrCalls, PutImageResult, UploadSession
 from airflow_ecr_layers.core.errors import (
     DigestMismatchError,
@@ -30,6 +30,7 @@ from airflow_ecr_layers.core.planning import PartPlan, plan_parts
 from airflow_ecr_layers.core.progress import ProgressLog
 from airflow_ecr_layers.core.reader import PartReader
 from airflow_ecr_layers.core.results import BlobResult, UploadedParts
+from airflow_ecr_layers.core.resume import ResumePoint
 from airflow_ecr_layers.core.retry import RetryBudget, RetryPolicy
 from airflow_ecr_layers.core.sources import BlobSource
 
@@ -89,8 +90,14 @@ class EcrTransfer:
         part_size: int | None = None,
         plan: PartPlan | None = None,
         expected_digest: str | None = None,
+        start: int = 0,
+        on_confirmed: Callable[[int], None] | None = None,
     ) -> UploadedParts:
-        """:meth:`upload_parts` within ``attempt``, whose budget and restarts it spends."""
+        """:meth:`upload_parts` within ``attempt``, whose budget and restarts it spends.
+
+        ``start``: the bytes before it are already in the upload (a resumed one): they are
+        read and hashed, not sent. ``on_confirmed`` hears each byte count ECR acknowledges.
+        """
         if plan is None:
             plan = plan_parts(source.size, part_size, attempt.session.part_size)
         progress = ProgressLog(f"upload {source.name}", plan.size, log)
@@ -104,8 +111,10 @@ class EcrTransfer:
             plan.part_size,
             attempt.session.upload_id,
         )
+        if start:
+            attempt.cursor = Cursor(position=start, best=start)
         with PartReader(source, plan.part_size, depth=self.read_depth) as reader:
-            reader.seek(0)
+            reader.seek(start)
             while attempt.cursor.position < plan.size:
                 part = reader.next_part()
                 if part is None:  # pragma: no cover - the reader ends only at plan.size
@@ -115,6 +124,8 @@ class EcrTransfer:
                     reader.seek(step.position)
                 else:
                     progress.update(part.end)
+                if on_confirmed is not None and step.move in ("sent", "short acknowledgement", "resume"):
+                    on_confirmed(step.position)
             reader.hash_remaining()  # ECR may hold bytes the reader never returned (a resume to the end)
             digest = reader.digest()
         attempt.bytes_read += reader.bytes_read
@@ -193,11 +204,14 @@ class EcrTransfer:
         expected_digest: str | None = None,
         annotations: dict[str, str] | None = None,
         check_first: bool = True,
+        resume: ResumePoint | None = None,
     ) -> BlobResult:
         """Put one blob into the repository: skip it if present, else upload, verify, complete.
 
         One attempt covers the whole blob: its restarts and its time waited on retries
-        are bounded by the retry policy across the upload and the completion.
+        are bounded by the retry policy across the upload and the completion. With
+        ``resume``, an upload an earlier attempt left unfinished continues where ECR
+        stopped (see :mod:`.resume`), and this one's progress is recorded until it completes.
         """
         size = source.size
         plan_parts(size, part_size)  # refuse bad sizes before any write
@@ -210,14 +224,29 @@ class EcrTransfer:
                 return BlobResult(
                     registry_id or "", repository_name, expected_digest, size, media_type, True, annotations or {}
                 )
-        attempt = self.attempt(self.calls.initiate_layer_upload(repository_name, registry_id), source)
+        session, start, part_size = self._resumed(resume, repository_name, registry_id, source, part_size)
+        if session is None:
+            session = self.calls.initiate_layer_upload(repository_name, registry_id)
+        attempt = self.attempt(session, source)
+        confirmed = self._recorder(resume, attempt, size, part_size)
+        confirmed(start)
         while True:
-            uploaded = self.stream(attempt, source, part_size=part_size, expected_digest=expected_digest)
+            uploaded = self.stream(
+                attempt,
+                source,
+                part_size=part_size,
+                expected_digest=expected_digest,
+                start=start,
+                on_confirmed=confirmed,
+            )
+            start = 0
             try:
                 existed = self.complete(uploaded.session, uploaded.digest, uploaded.size, attempt.budget)
             except UploadNotFoundError as exc:
                 attempt.restart(exc, "before completion")
                 continue
+            if resume is not None:
+                resume.delete()
             return BlobResult(
                 uploaded.session.registry_id,
                 repository_name,
@@ -229,6 +258,63 @@ class EcrTransfer:
                 bytes_read=attempt.bytes_read,
                 bytes_sent=attempt.bytes_sent,
             )
+
+    def _resumed(
+        self,
+        resume: ResumePoint | None,
+        repository_name: str,
+        registry_id: str | None,
+        source: BlobSource,
+        part_size: int | None,
+    ) -> tuple[UploadSession | None, int, int | None]:
+        """The upload an earlier attempt left for this blob, if it is of the same bytes: its
+        session, the bytes ECR confirmed, and its part size."""
+        record = resume.load() if resume is not None else None
+        if resume is None or record is None:
+            return None, 0, part_size
+        same = (
+            record.matches(resume.source, resume.offset, source.size)
+            and record.repository_name == (repository_name)
+            and record.registry_id == (registry_id or record.registry_id)
+        )
+        if not same:
+            log.info(
+                "%s: an interrupted upload (%s) was of other bytes (the source changed since): starting over",
+                source.name,
+                record.upload_id,
+            )
+            resume.delete()
+            return None, 0, part_size
+        log.info(
+            "%s: continuing upload %s, which an earlier attempt left at byte %d of %d (reading that much to hash it)",
+            source.name,
+            record.upload_id,
+            record.confirmed,
+            source.size,
+        )
+        session = UploadSession(record.registry_id, record.repository_name, record.upload_id, record.part_size)
+        return session, min(record.confirmed, source.size), part_size or record.part_size
+
+    @staticmethod
+    def _recorder(
+        resume: ResumePoint | None, attempt: BlobAttempt, size: int, part_size: int | None
+    ) -> Callable[[int], None]:
+        """What records the bytes ECR confirmed, for a later attempt (nothing without ``resume``)."""
+
+        def confirmed(position: int) -> None:
+            if resume is not None:
+                session = attempt.session
+                record = resume.record(
+                    session.registry_id,
+                    session.repository_name,
+                    session.upload_id,
+                    part_size or session.part_size,
+                    size,
+                    position,
+                )
+                resume.save(record, force=position in (0, size))
+
+        return confirmed
 
     # -- manifests ---------------------------------------------------------------------
     def put_manifest(

@@ -168,6 +168,9 @@ class StoragePushOperator(PublishesImage):
     :param source_conn_id: the connection used to read the source; ``aws_conn_id`` for s3:// if unset.
     :param part_size: bytes per part (5 MiB to 20971520); ECR's ``partSize`` if unset.
     :param max_concurrency: blobs uploaded at once.
+    :param resume: keep each upload's progress in an Airflow Variable while it runs, so a
+        retry after a killed worker continues it instead of starting over (see "Crash-safe
+        pushes" in the README); deleted once the push is done.
     """
 
     template_fields: Sequence[str] = (
@@ -188,9 +191,11 @@ class StoragePushOperator(PublishesImage):
         source_conn_id: str | None = None,
         part_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        resume: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.resume = resume
         self.source = source
         self.repository_name = repository_name
         self.tags = tags
@@ -198,8 +203,10 @@ class StoragePushOperator(PublishesImage):
         self.part_size = part_size
         self.max_concurrency = max_concurrency
 
-    def push_settings(self) -> dict[str, Any]:
+    def push_settings(self, context: Any) -> dict[str, Any]:
         """The checked keyword arguments every push function takes, before any write."""
+        from airflow_ecr_layers.resume_variables import VariableResumeStore
+
         part_size = optional_int(self.part_size, "part_size")
         if part_size is not None:
             validate_part_size(part_size)
@@ -208,4 +215,5 @@ class StoragePushOperator(PublishesImage):
             "registry_id": self.checked_registry_id(),
             "part_size": part_size,
             "max_concurrency": check_max_concurrency(optional_int(self.max_concurrency, "max_concurrency")),
+            "resume": VariableResumeStore.for_task(context) if self.resume else None,
         }

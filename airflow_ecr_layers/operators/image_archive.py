@@ -48,7 +48,7 @@ class PushImageArchiveOperator(StoragePushOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         repository = validate_repository_name(self.repository_name)
-        settings = self.push_settings()
+        settings = self.push_settings(context)
         plan = load_image(
             open_image_archive(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id),
             self.image_ref or None,

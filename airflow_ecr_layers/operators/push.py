@@ -89,7 +89,7 @@ class PushArtifactOperator(StoragePushOperator):
         self.record_source = record_source
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = self.push_settings()
+        settings = self.push_settings(context)
         chunk_size = validate_chunk_size(optional_int(self.chunk_size, "chunk_size"))
         sources = open_sources(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
         layers = layers_of(

@@ -29,11 +29,16 @@ import argparse
 import hashlib
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import boto3
@@ -41,13 +46,13 @@ from botocore.config import Config
 
 from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.client import EcrClient
-from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.errors import EcrLayersError, UploadAbortedError
 from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR, OCI_MANIFEST
 from airflow_ecr_layers.core.retry import RetryPolicy
 from airflow_ecr_layers.core.sources import BytesSource
 from airflow_ecr_layers.testing.fault_proxy import FAULT_KINDS, FaultKind, FaultProxy, FaultRule
-from airflow_ecr_layers.testing.server import DEFAULT_REGION, EmbeddedAws
+from airflow_ecr_layers.testing.server import DEFAULT_REGION, EmbeddedAws, aws_env
 
 __all__ = [
     "CellResult",
@@ -255,6 +260,49 @@ def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixCo
             client.close()
 
 
+def _killed_then_rerun(
+    proxy: FaultProxy, endpoint_url: str, repository_name: str, data: bytes, config: MatrixConfig
+) -> dict[str, Any]:
+    """A CLI push SIGKILLed while its request at the cell's position is in flight, then run
+    again (without the proxy) as a retry would: the rerun continues from what the first kept."""
+    with tempfile.TemporaryDirectory(prefix="fault-matrix-killed-") as folder:
+        artifact = Path(folder) / "artifact.bin"
+        artifact.write_bytes(data)
+        env = {**os.environ, **aws_env(endpoint_url, config.region), "XDG_CACHE_HOME": str(Path(folder) / "cache")}
+        command = [
+            sys.executable,
+            "-m",
+            "airflow_ecr_layers.cli",
+            "push",
+            f"file://{artifact}",
+            f"{repository_name}:{TAG}",
+            "--part-size",
+            str(config.part_size),
+            "--max-concurrency",
+            "1",
+        ]
+        first = subprocess.Popen(
+            [*command, "--endpoint-url", proxy.endpoint_url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not proxy.fired and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.kill()
+        first.wait()
+        if first.returncode != -signal.SIGKILL:
+            raise RuntimeError(f"harness: the push ended by itself (exit {first.returncode}) before the kill")
+        again = subprocess.run(
+            [*command, "--endpoint-url", endpoint_url], env=env, capture_output=True, text=True, timeout=300
+        )
+        if again.returncode != 0:
+            raise UploadAbortedError(f"the rerun after the kill failed: {again.stderr.strip()[-500:]}")
+        found: dict[str, Any] = json.loads(again.stdout)
+        return found
+
+
 def _repository_name(kind: FaultKind, position: Position) -> str:
     slug = position.name.lower().replace(" ", "-")
     return f"fault-matrix/{kind.replace('_', '-')}-{slug}-{uuid.uuid4().hex[:8]}"
@@ -280,7 +328,10 @@ def run_cell(
     error: BaseException | None = None
     with FaultProxy(endpoint_url, [rule_for(kind, position, config)]) as proxy:
         try:
-            result = _push(proxy.endpoint_url, repository_name, data, config)
+            if kind == "process_killed":
+                result = _killed_then_rerun(proxy, endpoint_url, repository_name, data, config)
+            else:
+                result = _push(proxy.endpoint_url, repository_name, data, config)
         except Exception as exc:  # judged below: ours and clean, or a failure of the cell
             error = exc
     # Leaving the proxy waited for requests still in flight (a delayed one): what ECR

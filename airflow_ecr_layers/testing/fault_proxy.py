@@ -50,6 +50,7 @@ FaultKind = Literal[
     "upload_not_found",
     "expired_token",
     "delay",
+    "process_killed",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 """Every fault the proxy can inject, in the order the matrix prints them."""
@@ -99,7 +100,8 @@ class FaultRule:
     ``times`` consecutive calls from that one are hit (``None``: every later call);
     the default fires once. A ``delay`` sleeps ``delay_seconds`` (choose more than the
     client's read timeout), then forwards the request (``forward_after_delay``) or
-    drops it.
+    drops it. ``process_killed`` holds the request ``delay_seconds`` and drops it: the
+    harness kills the client process while it is held (the proxy cannot).
     """
 
     operation: str
@@ -226,10 +228,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif rule.kind == "drop_response":
             self._forward(self._read_body(), serialize=True)
             self._abort(reset=False)
-        elif rule.kind == "delay":
+        elif rule.kind in ("delay", "process_killed"):  # a killed client: held, never answered
             body = self._read_body()
             time.sleep(rule.delay_seconds)
-            if rule.forward_after_delay:
+            if rule.forward_after_delay and rule.kind == "delay":
                 self._forward_and_answer(body, serialize=True)
             else:
                 self._abort(reset=False)
