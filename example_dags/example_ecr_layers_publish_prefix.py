@@ -30,7 +30,8 @@ with DAG(
         source="{{ params.prefix }}",  # or a glob: s3://artifacts/models/run-42/**/*.safetensors
         source_conn_id="aws_default",
         repository_name="{{ params.repository }}",
-        tags=["latest", "{{ ds_nodash }}"],  # "latest" first: its layers are what a re-push reuses
+        # "latest" first: its layers are what a re-push reuses; run_after works for manual runs too
+        tags=["latest", "{{ dag_run.run_after | ds_nodash }}"],
         artifact_type="application/vnd.example.model.v1",
         chunk_size=1024 * 1024 * 1024,  # files over 1 GiB: 1 GiB layers, uploaded in parallel
         max_concurrency=4,

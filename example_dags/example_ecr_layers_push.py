@@ -24,7 +24,8 @@ with DAG(
         source="{{ params.source }}",
         source_conn_id="aws_default",
         repository_name="{{ params.repository }}",
-        tags=["{{ params.tag }}", "build-{{ ds_nodash }}"],
+        # run_after, not ds_nodash: a manually triggered run has no logical date in Airflow 3
+        tags=["{{ params.tag }}", "build-{{ dag_run.run_after | ds_nodash }}"],
         artifact_type="application/vnd.example.model.v1",
         annotations={"org.opencontainers.image.source": "{{ params.source }}"},
     )

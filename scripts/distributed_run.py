@@ -52,6 +52,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from typing import IO, Any, TypeVar
 
 import psutil
 
+from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.testing.seeding import seed_object
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +71,15 @@ AIRFLOW = str(VENV_BIN / "airflow")
 
 DAG_ID = "example_ecr_layers_fanout"
 UPLOAD_TASK = "layer.upload_parts"
+ECR_OPERATIONS = (
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
+    "PutImage",
+    "BatchCheckLayerAvailability",
+    "DescribeRepositories",
+    "BatchGetImage",
+)
 BUCKET = "artifacts"
 REPOSITORY = "demo/bundles"
 REGION = "us-east-1"
@@ -563,11 +574,11 @@ def wait_for_dag(pg: Postgres, services: Sequence[Service], timeout: float) -> N
     say(f"{DAG_ID} is parsed; DAGs in the DB: " + ", ".join(f"{d}{' (paused)' if p else ''}" for d, p in dags))
 
 
-def trigger(env: dict[str, str], home: Path, run_id: str, conf: dict[str, Any]) -> None:
-    say(f"airflow dags trigger {DAG_ID} --run-id {run_id} --conf '{json.dumps(conf)}'")
+def trigger(env: dict[str, str], home: Path, run_id: str, conf: dict[str, Any], dag_id: str = DAG_ID) -> None:
+    say(f"airflow dags trigger {dag_id} --run-id {run_id} --conf '{json.dumps(conf)}'")
     run_checked(
         "airflow dags trigger",
-        [AIRFLOW, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf), "--output", "json"],
+        [AIRFLOW, "dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf), "--output", "json"],
         env,
         cwd=home,
         timeout=120,
@@ -575,7 +586,7 @@ def trigger(env: dict[str, str], home: Path, run_id: str, conf: dict[str, Any]) 
     say("DAG run created")
 
 
-def wait_for_run(pg: Postgres, run_id: str, services: Sequence[Service], timeout: float) -> str:
+def wait_for_run(pg: Postgres, run_id: str, services: Sequence[Service], timeout: float, dag_id: str = DAG_ID) -> str:
     """Poll the DAG run until it is no longer queued/running; print task states as they change."""
     deadline = time.monotonic() + timeout
     last_summary = ""
@@ -585,12 +596,12 @@ def wait_for_run(pg: Postgres, run_id: str, services: Sequence[Service], timeout
         conn = pg.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id))
+                cur.execute("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
                 row = cur.fetchone()
                 cur.execute(
                     "SELECT task_id, map_index, coalesce(state, 'none') FROM task_instance "
                     "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
-                    (DAG_ID, run_id),
+                    (dag_id, run_id),
                 )
                 tis = cur.fetchall()
         finally:
@@ -781,6 +792,109 @@ def check_image(pushed: dict[str, Any], sources: Sequence[Source]) -> dict[str, 
 # -- main ----------------------------------------------------------------------------------
 
 
+# -- pushes that meet: throttling, the same tag twice ------------------------------------------
+
+
+PUSH_DAG_ID = "example_ecr_layers_push"
+
+
+def start_throttling(endpoint_url: str, share: float, stack: contextlib.ExitStack) -> FaultProxy:
+    """A proxy in front of the embedded ECR that answers ``share`` of the ECR calls ThrottlingException."""
+    rule = FaultRule("*", 1, "throttling", times=None, probability=share, seed=42)
+    proxy = stack.enter_context(FaultProxy(endpoint_url, [rule]))
+    say(f"throttling proxy on {proxy.endpoint_url}: {share:.0%} of ECR calls answer ThrottlingException")
+    return proxy
+
+
+def retries_in_logs(home: Path, run_ids: Sequence[str]) -> int:
+    """Our own retries (after botocore's), as the task logs of ``run_ids`` report them."""
+    found = 0
+    for path in (home / "logs").rglob("*.log"):
+        if any(f"run_id={run_id}" in str(path) for run_id in run_ids):
+            found += sum(1 for line in path.read_text(errors="replace").splitlines() if "failed (Throttled" in line)
+    return found
+
+
+def task_tries(pg: Postgres, dag_id: str, run_id: str) -> list[tuple[str, int, str, int]]:
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT task_id, map_index, state, try_number FROM task_instance "
+                "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+                (dag_id, run_id),
+            )
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def pushed_digest(pg: Postgres, run_id: str) -> str | None:
+    """The image digest the push task of ``run_id`` returned (its XCom ``image_digest``)."""
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s "
+                "AND task_id = 'push' AND key = 'image_digest'",
+                (PUSH_DAG_ID, run_id),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if not row:
+        return None
+    return str(row[0]).strip('"')  # a JSON string, decoded by the driver or not
+
+
+def same_tag_runs(
+    pg: Postgres,
+    env: dict[str, str],
+    home: Path,
+    services: Sequence[Service],
+    ecr: Any,
+    sources: Sequence[Source],
+    timeout: float,
+) -> tuple[list[str], str]:
+    """Two runs of the one-step push DAG, triggered together, push different sources to one tag.
+
+    Both must succeed, each with its own verified digest, and the tag must end on one of the
+    two. Returns (failures, which run's digest the tag holds)."""
+    tag = f"same-tag-{datetime.now():%H%M%S}"
+    runs = [f"same_tag__{tag}__{n}" for n in (1, 2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # created together, so both pushes run at once
+        list(
+            pool.map(
+                lambda pair: trigger(
+                    env, home, pair[0], {"source": pair[1].url, "repository": REPOSITORY, "tag": tag}, PUSH_DAG_ID
+                ),
+                zip(runs, sources[:2], strict=True),
+            )
+        )
+    states = [wait_for_run(pg, run_id, services, timeout, PUSH_DAG_ID) for run_id in runs]
+    failures = [
+        f"same-tag run {run_id} ended {state}" for run_id, state in zip(runs, states, strict=True) if state != "success"
+    ]
+    digests = [pushed_digest(pg, run_id) for run_id in runs]
+    image = ecr.batch_get_image(repositoryName=REPOSITORY, imageIds=[{"imageTag": tag}])["images"]
+    holder = image[0]["imageId"]["imageDigest"] if image else None
+    if holder not in digests:
+        failures.append(f"tag {tag} holds {holder}, neither run's digest {digests}")
+    for digest, source in zip(digests, sources[:2], strict=True):
+        if digest is None:
+            failures.append(f"a same-tag run returned no image digest ({source.url})")
+            continue
+        found = ecr.batch_get_image(repositoryName=REPOSITORY, imageIds=[{"imageDigest": digest}])["images"]
+        manifest = json.loads(found[0]["imageManifest"]) if found else {}
+        if not found or hashlib.sha256(found[0]["imageManifest"].encode()).hexdigest() != str(digest)[7:]:
+            failures.append(f"run digest {digest} is not an image whose manifest hashes to it")
+        elif manifest["layers"][0]["digest"] != source.digest:
+            failures.append(f"image {digest} does not hold {source.url}'s bytes")
+    winner = runs[digests.index(holder)] if holder in digests else "neither"
+    say(f"same-tag runs: {states}; digests {digests}; the tag holds {winner}'s")
+    return failures, winner
+
+
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -801,9 +915,10 @@ def workspace(keep: bool) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, work: Path) -> tuple[list[str], int]:
-    """Everything from PostgreSQL to the checks; returns (failures, max overlapping uploads)."""
+def run(args: argparse.Namespace, work: Path) -> tuple[list[str], int, str]:
+    """Everything from PostgreSQL to the checks; returns (failures, max overlapping uploads, figures)."""
     failures: list[str] = []
+    figures = ""
     tag = f"distributed-{datetime.now():%Y%m%d%H%M%S}"
     run_id = f"distributed__{tag}"
     with contextlib.ExitStack() as stack:
@@ -821,7 +936,8 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[str], int]:
         home = work / "airflow-home"
         (home / "logs").mkdir(parents=True)
         api_port = free_port()
-        env = airflow_env(home, pg, endpoint_url, api_port, args.parallelism)
+        throttler = start_throttling(endpoint_url, args.throttle, stack) if args.throttle else None
+        env = airflow_env(home, pg, throttler.endpoint_url if throttler else endpoint_url, api_port, args.parallelism)
         say(f"AIRFLOW_HOME={home}; executor LocalExecutor, parallelism {args.parallelism}; dags folder {DAGS_FOLDER}")
         services = start_airflow(home, env, api_port, stack)
         wait_for_dag(pg, services, timeout=180)
@@ -861,8 +977,30 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[str], int]:
                 if not ok:
                     failures.append(what)
 
+        if args.same_tag:
+            section(f"Two runs of {PUSH_DAG_ID} pushing to one tag at once")
+            found, winner = same_tag_runs(pg, env, home, services, ecr, sources, args.timeout)
+            failures += found
+            figures += f"; same-tag runs: both ok, tag on {winner.rsplit('__', 1)[1]}'s digest" if not found else ""
+
+        tries = task_tries(pg, DAG_ID, run_id)
+        uploads = [t for t in tries if t[0] == UPLOAD_TASK]
+        figures = f"tasks={len(uploads)}" + figures
+        if throttler is not None:
+            total = sum(throttler.calls(op) for op in ECR_OPERATIONS)
+            ours = retries_in_logs(home, [run_id])
+            task_retries = sum(max(t[3] - 1, 0) for t in tries)
+            figures += (
+                f", throttled={len(throttler.fired)} of {total} ECR calls, our retries={ours}, "
+                f"task retries={task_retries}"
+            )
+            say(
+                f"throttling: {len(throttler.fired)} of {total} ECR calls answered ThrottlingException; "
+                f"{ours} retries by the hook (botocore retried the rest); {task_retries} task retries"
+            )
+
         section("Stopping everything this run started")
-    return failures, overlap
+    return failures, overlap, figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -872,6 +1010,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallelism", type=int, default=8, help="[core] parallelism (at least 4)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the DAG run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data) after a success")
+    parser.add_argument(
+        "--throttle",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="answer this share of ECR calls with ThrottlingException (e.g. 0.3)",
+    )
+    parser.add_argument(
+        "--same-tag",
+        action="store_true",
+        help="then run the one-step push DAG twice at once, pushing two sources to one tag",
+    )
     args = parser.parse_args(argv)
     if args.parallelism < 4 or args.sources < 2:
         parser.error("--parallelism must be >= 4 and --sources >= 2 for overlap to be possible")
@@ -889,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with workspace(args.keep) as work:
             say(f"working in {work}")
-            failures, overlap = run(args, work)
+            failures, overlap, figures = run(args, work)
             if failures:
                 raise RunFailed("; ".join(failures))
     except RunFailed as exc:
@@ -907,7 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distributed run: FAILED ({type(exc).__name__}: {exc})", flush=True)
         return 1
     say(f"done in {time.monotonic() - _T0:.0f}s")
-    print(f"distributed run: ok (max overlapping uploads = {overlap})", flush=True)
+    print(f"distributed run: ok (max overlapping uploads = {overlap}; {figures})", flush=True)
     return 0
 
 

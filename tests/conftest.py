@@ -38,6 +38,8 @@ os.environ.update(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "XDG_CACHE_HOME": str(_HOME / "cache"),  # the CLI's resume records: not the user's own cache
+        # one key for every process of the suite, so a Variable a subprocess wrote reads back here
+        "AIRFLOW__CORE__FERNET_KEY": "YWlyZmxvdy1lY3ItbGF5ZXJzLXRlc3RzLWZlcm5ldCE=",
     }
 )
 

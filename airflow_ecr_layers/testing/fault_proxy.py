@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import random
 import socket
 import struct
 import threading
@@ -110,6 +111,9 @@ class FaultRule:
     times: int | None = 1
     delay_seconds: float = 3.0
     forward_after_delay: bool = True
+    probability: float = 1.0
+    """Of the calls the rule hits, the share it fires on (drawn from a generator seeded with ``seed``)."""
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -118,10 +122,12 @@ class FaultRule:
             raise ValueError(f"occurrence is 1-based, got {self.occurrence}")
         if self.times is not None and self.times < 1:
             raise ValueError(f"times must be at least 1 (or None for always), got {self.times}")
+        if not 0.0 < self.probability <= 1.0:
+            raise ValueError(f"probability must be in (0, 1], got {self.probability}")
 
     def matches(self, operation: str, occurrence: int) -> bool:
-        """Whether the ``occurrence``-th call of ``operation`` is one this rule hits."""
-        if operation != self.operation or occurrence < self.occurrence:
+        """Whether the ``occurrence``-th call of ``operation`` is one this rule hits (``*``: every operation)."""
+        if self.operation not in ("*", operation) or occurrence < self.occurrence:
             return False
         return self.times is None or occurrence < self.occurrence + self.times
 
@@ -322,6 +328,7 @@ class FaultProxy:
         self._ecr_lock = threading.Lock()
         self._rules: list[FaultRule] = list(rules)
         self._calls: Counter[str] = Counter()
+        self._random: dict[int, random.Random] = {}
         self._fired: list[FiredFault] = []
         self._in_flight = 0
         self._connections: set[socket.socket] = set()
@@ -377,6 +384,7 @@ class FaultProxy:
             self._rules = list(rules)
             self._calls.clear()
             self._fired.clear()
+            self._random.clear()
 
     @property
     def fired(self) -> list[FiredFault]:
@@ -411,11 +419,18 @@ class FaultProxy:
         with self._lock:
             self._calls[operation] += 1
             occurrence = self._calls[operation]
-            for rule in self._rules:
-                if rule.matches(operation, occurrence):
+            for index, rule in enumerate(self._rules):
+                if rule.matches(operation, occurrence) and self._draw(index, rule):
                     self._fired.append(FiredFault(rule, occurrence, time.monotonic()))
                     return rule
         return None
+
+    def _draw(self, index: int, rule: FaultRule) -> bool:
+        """Whether a probabilistic rule fires this time (always, for the others)."""
+        if rule.probability >= 1.0:
+            return True
+        generator = self._random.setdefault(index, random.Random(rule.seed))
+        return generator.random() < rule.probability
 
     def _track(self, connection: socket.socket, *, add: bool) -> None:
         with self._lock:
