@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from airflow_ecr_layers.core.limits import MiB
 
-__all__ = ["CONN_ID", "ROOT", "MiB", "pattern_bytes", "sha256"]
+__all__ = ["CONN_ID", "ROOT", "MiB", "pattern_bytes", "sha256", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root."""
@@ -24,3 +26,12 @@ def pattern_bytes(size: int, seed: int = 0) -> bytes:
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting")
+        time.sleep(0.05)

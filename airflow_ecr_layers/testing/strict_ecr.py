@@ -492,8 +492,20 @@ def _put_image(
     elif media_type in INDEX_TYPES:
         _check_referenced_images_exist(repository, manifest)
     _check_tag_immutability(repository, image_tag, image_manifest)
+    # A tag that moves leaves its old image untagged in ECR; moto deletes that image when the
+    # tag was its last one. Keep such images, untagged, as ECR does.
+    losing = [
+        i for i in repository.images if image_tag and image_tag in i.image_tags and i.image_manifest != image_manifest
+    ]
     # moto would otherwise store a digest of the concatenated layer digests.
-    return _ORIGINALS["put_image"](self, repository_name, image_manifest, image_tag, media_type, computed)
+    image = _ORIGINALS["put_image"](self, repository_name, image_manifest, image_tag, media_type, computed)
+    for old in losing:
+        if image_tag is not None and old not in repository.images:
+            old.remove_tag(image_tag)
+            if not old.image_tags:
+                old.image_tag = None  # type: ignore[assignment]  # moto's own untagged images have None
+            repository.images.append(old)
+    return image
 
 
 def _batch_check_layer_availability(

@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from airflow_ecr_layers.core.resume import FileResumeStore, MemoryResumeStore, R
 from airflow_ecr_layers.core.sources import LocalFileSource
 from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import ROOT, MiB, pattern_bytes, sha256
+from helpers import ROOT, MiB, pattern_bytes, sha256, wait_for
 
 PART = 5 * MiB
 PARTS = 10
@@ -129,14 +127,6 @@ def test_a_file_store_survives_the_process_and_ignores_garbage(tmp_path: Path) -
 
 
 # -- a real process, killed mid-upload ---------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 def test_a_killed_cli_push_is_continued_by_the_rerun(

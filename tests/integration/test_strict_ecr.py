@@ -476,3 +476,38 @@ def test_standalone_server_prints_endpoint_and_stops_on_sigterm() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_a_moved_tag_leaves_its_old_image_untagged_as_ecr_does(ecr: Any, repo: str) -> None:
+    """moto deletes an image whose last tag moves to another image; ECR keeps it, untagged."""
+    first, second = (
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [],
+                "annotations": {"n": str(n)},
+            }
+        )
+        for n in (1, 2)
+    )
+    for manifest in (first, second):
+        ecr.put_image(
+            repositoryName=repo,
+            imageManifest=manifest,
+            imageTag="moving",
+            imageDigest="sha256:" + hashlib.sha256(manifest.encode()).hexdigest(),
+        )
+    details = {
+        d["imageDigest"]: d.get("imageTags", []) for d in ecr.describe_images(repositoryName=repo)["imageDetails"]
+    }
+    assert details == {
+        "sha256:" + hashlib.sha256(first.encode()).hexdigest(): [],
+        "sha256:" + hashlib.sha256(second.encode()).hexdigest(): ["moving"],
+    }
+    old = ecr.batch_get_image(
+        repositoryName=repo,
+        imageIds=[{"imageDigest": "sha256:" + hashlib.sha256(first.encode()).hexdigest()}],
+        acceptedMediaTypes=["application/vnd.oci.image.index.v1+json"],
+    )["images"]
+    assert old and old[0]["imageManifest"] == first

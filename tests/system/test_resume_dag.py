@@ -12,20 +12,10 @@ from typing import Any
 
 from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import ROOT, MiB, pattern_bytes, sha256
+from helpers import ROOT, MiB, pattern_bytes, sha256, wait_for
 
 PART = 5 * MiB
 SIZE = 10 * PART - 12_345
-
-
-def wait_for(condition: Any, timeout: float) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 DAG_FILE = """
