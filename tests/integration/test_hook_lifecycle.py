@@ -207,3 +207,30 @@ def test_file_url_source(hook: Any, repo: str, tmp_path: Any) -> None:
     source = open_source(f"file://{path}")
     assert source.size == len(data)
     assert hook.push_blob(repo, source, media_type="application/octet-stream", part_size=PART).digest == sha256(data)
+
+
+def test_the_hook_refreshes_expired_credentials_through_its_connection(
+    aws: Any, repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_ecr_layers.hooks import EcrLayersHook
+    from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
+
+    data = pattern_bytes(2 * PART + 5)
+    with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "expired_token")]) as proxy:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ECR_VIA_PROXY",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "testing",
+                    "password": "testing",
+                    "extra": {"endpoint_url": proxy.endpoint_url, "region_name": aws.region},
+                }
+            ),
+        )
+        hook = EcrLayersHook(aws_conn_id="ecr_via_proxy")
+        engine = hook.engine
+        blob = hook.engine.push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
+    assert blob.digest == sha256(data) and len(proxy.fired) == 1
+    assert engine.calls.refreshes == 1 and engine.calls.client is not hook.conn  # a client from a new session
+    assert hook.engine is engine  # the hook keeps its engine (and the fresh client in it)
