@@ -38,7 +38,18 @@ def examples_page() -> str:
     for path in example_dags():
         source = path.read_text(encoding="utf-8")
         docstring = ast.get_docstring(ast.parse(source)) or ""
-        lines += [f"## {path.stem}", "", f"`example_dags/{path.name}`", "", docstring, "", "```python", source, "```", ""]
+        lines += [
+            f"## {path.stem}",
+            "",
+            f"`example_dags/{path.name}`",
+            "",
+            docstring,
+            "",
+            "```python",
+            source,
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 
