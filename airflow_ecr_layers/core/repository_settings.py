@@ -435,14 +435,14 @@ def _by_priority(policy: Any) -> Any:
     keyed = {f"rule {r['rulePriority']}": r for r in rules}
     if len(keyed) != len(rules):
         return policy
-    return {**policy, "rules": keyed}
+    return {**{k: v for k, v in policy.items() if k != "rules"}, **keyed}
 
 
 def _json_differences(expected: Any, actual: Any, path: str) -> list[str]:
     if isinstance(expected, dict) and isinstance(actual, dict):
         found: list[str] = []
         for key in sorted(set(expected) | set(actual), key=str):
-            where = f"{path} {key}" if str(key).startswith("rule ") else f"{path}.{key}"
+            where = f"{path} {key}" if str(key).startswith("rule ") or " " not in path else f"{path}.{key}"
             if key not in actual:
                 found.append(f"{where}: missing (asked for {json.dumps(expected[key])})")
             elif key not in expected:
@@ -509,7 +509,7 @@ def ensure_repository(
             return RepositoryResult(
                 created_in, name, str(created["repositoryUri"]), str(created["repositoryArn"]), created=True
             )
-    state = _completed(engine, settings, state, now())
+    state = _completed(engine, settings, state, now(), resolve_kms_key)
     found = differences(settings, state, resolve_kms_key)
     if found:
         raise RepositorySettingsMismatchError(name, state.registry_id, found)
@@ -518,14 +518,18 @@ def ensure_repository(
 
 
 def _completed(
-    engine: EcrTransfer, settings: RepositorySettings, state: RepositoryState, now: float
+    engine: EcrTransfer,
+    settings: RepositorySettings,
+    state: RepositoryState,
+    now: float,
+    resolve_kms_key: KmsResolver | None,
 ) -> RepositoryState:
     """``state``, after putting the lifecycle policy when the repository is young and lacks only that:
     its creator (a concurrent task, or an earlier try of this one) had yet to put it."""
     young = state.created_at is not None and now - state.created_at < RECENTLY_CREATED_SECONDS
     if settings.lifecycle_policy is None or state.lifecycle_policy is not None or not young:
         return state
-    if differences(replace(settings, lifecycle_policy=None), state):
+    if differences(replace(settings, lifecycle_policy=None), state, resolve_kms_key):
         return state
     log.info(
         "Repository %s was created %.0fs ago without its lifecycle policy yet; putting it",

@@ -19,6 +19,9 @@ Checked against moto 5.2.5 and ECR's API model (botocore ``ecr/2015-09-21``) and
   (``KmsException``); moto stores the string as given and checks nothing. Here the key is
   looked up in moto's KMS of the same account and region. A KMS key with ``AES256`` is
   refused (moto stores it).
+- **CreateRepository is atomic.** moto checks that the name is free, stores the repository
+  and then tags it, so two concurrent calls could both succeed, and a ListTagsForResource
+  in between sees no tags. Here creation and tag reads hold one lock.
 - **Lifecycle policies** of the archive storage class (2025): ``storageClass`` in a selection,
   the ``sinceImagePulled`` and ``sinceImageTransitioned`` count types and the ``transition``
   action with ``targetStorageClass`` are accepted, as ECR accepts them; moto 5.2.5 refuses them.
@@ -108,7 +111,9 @@ def _encryption(backend: ECRBackend, config: dict[str, str] | None) -> dict[str,
 
 # --- The patched ECRBackend methods ------------------------------------------------------
 
-_PATCHED = ("create_repository", "put_image_tag_mutability", "_resolve_image_tag_mutability")
+_PATCHED = ("create_repository", "list_tags_for_resource", "put_image_tag_mutability", "_resolve_image_tag_mutability")
+_creating = threading.Lock()
+"""Held while a repository is created and tagged, and while tags are read."""
 _ORIGINALS: dict[str, Callable[..., Any]] = {name: getattr(ECRBackend, name) for name in _PATCHED}
 
 
@@ -123,17 +128,25 @@ def _create_repository(
     image_tag_mutability_exclusion_filters: list[dict[str, str]] | None = None,
 ) -> Repository:
     _check_filters(image_tag_mutability, image_tag_mutability_exclusion_filters)
-    repository: Repository = _ORIGINALS["create_repository"](
-        self,
-        repository_name,
-        registry_id,
-        _encryption(self, encryption_config),
-        image_scan_config,
-        image_tag_mutability,
-        tags,
-        image_tag_mutability_exclusion_filters=image_tag_mutability_exclusion_filters,
-    )
+    encryption = _encryption(self, encryption_config)
+    with _creating:
+        repository: Repository = _ORIGINALS["create_repository"](
+            self,
+            repository_name,
+            registry_id,
+            encryption,
+            image_scan_config,
+            image_tag_mutability,
+            tags,
+            image_tag_mutability_exclusion_filters=image_tag_mutability_exclusion_filters,
+        )
     return repository
+
+
+def _list_tags_for_resource(self: ECRBackend, arn: str) -> dict[str, list[dict[str, str]]]:
+    with _creating:
+        tags: dict[str, list[dict[str, str]]] = _ORIGINALS["list_tags_for_resource"](self, arn)
+    return tags
 
 
 def _put_image_tag_mutability(
@@ -158,6 +171,7 @@ def _resolve_image_tag_mutability(self: ECRBackend, repository: Repository, prop
 
 _REPLACEMENTS: dict[str, Callable[..., Any]] = {
     "create_repository": _create_repository,
+    "list_tags_for_resource": _list_tags_for_resource,
     "put_image_tag_mutability": _put_image_tag_mutability,
     "_resolve_image_tag_mutability": _resolve_image_tag_mutability,
 }
