@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,6 +71,7 @@ class EcrLayersHook(AwsBaseHook):
         self.fast_upload = fast_upload
         self._engine: EcrTransfer | None = None
         self._engine_built_on: Any = None
+        self._kms: Any = None
 
     @property
     def engine(self) -> EcrTransfer:
@@ -105,20 +107,21 @@ class EcrLayersHook(AwsBaseHook):
             repository_name,
             RepositorySettings.from_dict(settings),
             registry_id=registry_id,
-            resolve_kms_key=self.kms_key_arn,
+            resolve_kms_key=functools.cache(self.kms_key_arn),  # an alias is looked up once a call
         )
 
     def kms_key_arn(self, key: str) -> str:
         """The ARN of the KMS key that ``key`` (an alias, an id or an ARN) names."""
-        kms = AwsBaseHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.config,
-            client_type="kms",
-        )
+        if self._kms is None:
+            self._kms = AwsBaseHook(
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                config=self.config,
+                client_type="kms",
+            ).conn
         try:
-            return str(kms.conn.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+            return str(self._kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise EcrLayersError(
