@@ -10,7 +10,12 @@ from typing import Any
 import boto3
 import pytest
 
-from airflow_ecr_layers.core.errors import EcrLayersError, EcrServiceError, RepositorySettingsMismatchError
+from airflow_ecr_layers.core.errors import (
+    EcrLayersError,
+    EcrServiceError,
+    InvalidInputError,
+    RepositorySettingsMismatchError,
+)
 from airflow_ecr_layers.core.repository_settings import RepositorySettings, ensure_repository
 from airflow_ecr_layers.operators import (
     EnsureEcrRepositoryOperator,
@@ -285,3 +290,10 @@ def test_push_and_initiate_create_the_repository_first(clean_aws: Any, ecr: Any,
             repository_settings={"image_tag_mutability": "MUTABLE"},
             **AWS,
         ).execute({})
+
+
+def test_settings_without_create_repository_are_refused_when_the_dag_is_parsed() -> None:
+    with pytest.raises(InvalidInputError, match="repository_settings is used only with create_repository=True"):
+        PushArtifactOperator(
+            task_id="p", source="s3://b/k", repository_name=NAME, repository_settings={"scan_on_push": True}
+        )
