@@ -20,6 +20,7 @@ from airflow_ecr_layers.core.errors import (
     CredentialsExpiredError,
     EcrServiceError,
     InvalidLayerPartError,
+    LifecyclePolicyNotFoundError,
     QuotaExceededError,
     error_class_for,
     quota_of,
@@ -184,8 +185,8 @@ class EcrCalls:
                 found[digest] = LayerAvailability(digest, False, failure.get("failureCode", "Unknown"))
         return found
 
-    def repository_registry_id(self, repository_name: str, registry_id: str | None = None) -> str:
-        """The registry (account) id that holds the repository; raises if it does not exist."""
+    def describe_repository(self, repository_name: str, registry_id: str | None = None) -> dict[str, Any]:
+        """The repository as DescribeRepositories reports it; raises RepositoryNotFoundError."""
         response = self._invoke(
             "describe_repositories",
             repository_name,
@@ -193,7 +194,37 @@ class EcrCalls:
             repositoryNames=[repository_name],
             registryId=registry_id,
         )
-        return str(response["repositories"][0]["registryId"])
+        repository: dict[str, Any] = response["repositories"][0]
+        return repository
+
+    def repository_registry_id(self, repository_name: str, registry_id: str | None = None) -> str:
+        """The registry (account) id that holds the repository; raises if it does not exist."""
+        return str(self.describe_repository(repository_name, registry_id)["registryId"])
+
+    def create_repository(
+        self, repository_name: str, registry_id: str | None = None, **settings: Any
+    ) -> dict[str, Any]:
+        """CreateRepository with ``settings`` (its API parameters: ``tags``, ``imageTagMutability``,
+        ...); returns the repository. Raises RepositoryAlreadyExistsError when it exists."""
+        response = self._call("create_repository", repository_name, registry_id, **settings)
+        repository: dict[str, Any] = response["repository"]
+        return repository
+
+    def put_lifecycle_policy(self, repository_name: str, policy_text: str, registry_id: str | None = None) -> None:
+        self._call("put_lifecycle_policy", repository_name, registry_id, lifecyclePolicyText=policy_text)
+
+    def get_lifecycle_policy(self, repository_name: str, registry_id: str | None = None) -> str | None:
+        """The repository's lifecycle policy text, or None when it has none."""
+        try:
+            response = self._call("get_lifecycle_policy", repository_name, registry_id)
+        except LifecyclePolicyNotFoundError:
+            return None
+        return str(response["lifecyclePolicyText"])
+
+    def list_tags_for_resource(self, repository_name: str, arn: str) -> dict[str, str]:
+        """The resource tags of the repository ``arn`` (``repository_name`` names it in errors)."""
+        response = self._invoke("list_tags_for_resource", repository_name, None, resourceArn=arn)
+        return {str(tag["Key"]): str(tag.get("Value", "")) for tag in response.get("tags", [])}
 
     def initiate_layer_upload(self, repository_name: str, registry_id: str | None = None) -> UploadSession:
         registry_id = registry_id or self.repository_registry_id(repository_name)

@@ -70,6 +70,30 @@ class LayersNotFoundError(EcrServiceError):
     """PutImage referenced a blob that is not in the repository."""
 
 
+class RepositoryAlreadyExistsError(EcrServiceError):
+    """CreateRepository found the repository there already (perhaps created a moment ago by another task)."""
+
+
+class LifecyclePolicyNotFoundError(EcrServiceError):
+    """The repository has no lifecycle policy."""
+
+
+class RepositorySettingsMismatchError(EcrLayersError):
+    """An existing repository's settings differ from the ones asked for; ``differences`` names each."""
+
+    def __init__(self, repository_name: str, registry_id: str, differences: list[str]) -> None:
+        self.repository_name = repository_name
+        self.registry_id = registry_id
+        self.differences = list(differences)
+        listed = "".join(f"\n  - {difference}" for difference in self.differences)
+        super().__init__(
+            f"Repository {repository_name!r} in registry {registry_id!r} exists with other settings than "
+            f"repository_settings asks for ({len(self.differences)} difference"
+            f"{'s' if len(self.differences) != 1 else ''}):{listed}\n"
+            "An existing repository is never changed: change it (or the settings) so that they agree."
+        )
+
+
 class ImageAlreadyExistsError(EcrServiceError):
     """The same manifest already carries this tag (an idempotent re-push)."""
 
@@ -100,6 +124,9 @@ QUOTAS: dict[tuple[str, str], str] = {
     ("start_image_scan", "LimitExceededException"): (
         "image scans (basic scanning allows one scan per image every 24 hours)"
     ),
+    ("create_repository", "LimitExceededException"): (
+        "repositories per registry (an adjustable quota: delete unused repositories, or ask for more in Service Quotas)"
+    ),
     ("*", "TooManyTagsException"): "tags per resource (50 resource tags per repository)",
 }
 """Where ECR answers ``(operation, code)`` for a quota rather than a rate (``*``: any operation): not retried."""
@@ -125,6 +152,8 @@ _BY_CODE: dict[str, type[EcrServiceError]] = {
     "LayerAlreadyExistsException": LayerAlreadyExistsError,
     "LayersNotFoundException": LayersNotFoundError,
     "ImageAlreadyExistsException": ImageAlreadyExistsError,
+    "RepositoryAlreadyExistsException": RepositoryAlreadyExistsError,
+    "LifecyclePolicyNotFoundException": LifecyclePolicyNotFoundError,
     "ImageTagAlreadyExistsException": ImageTagAlreadyExistsError,
     "ThrottlingException": ThrottledError,
     "LimitExceededException": ThrottledError,

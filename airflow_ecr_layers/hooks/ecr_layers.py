@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.core.calls import EcrCalls
 from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.repository_settings import RepositoryResult, RepositorySettings, ensure_repository
 from airflow_ecr_layers.core.retry import RetryPolicy
 from airflow_ecr_layers.core.transfer import DEFAULT_READ_DEPTH, EcrTransfer
 
@@ -66,6 +71,7 @@ class EcrLayersHook(AwsBaseHook):
         self.fast_upload = fast_upload
         self._engine: EcrTransfer | None = None
         self._engine_built_on: Any = None
+        self._kms: Any = None
 
     @property
     def engine(self) -> EcrTransfer:
@@ -86,6 +92,42 @@ class EcrLayersHook(AwsBaseHook):
     def calls(self) -> EcrCalls:
         """The ECR calls on this connection's client."""
         return self.engine.calls
+
+    def ensure_repository(
+        self,
+        repository_name: str,
+        settings: RepositorySettings | Mapping[str, Any] | None = None,
+        registry_id: str | None = None,
+    ) -> RepositoryResult:
+        """Create the repository with ``settings`` when it is missing; otherwise check that it has
+        them (see :mod:`~airflow_ecr_layers.core.repository_settings`). A KMS key alias in the
+        settings is resolved with KMS ``DescribeKey`` on this connection."""
+        return ensure_repository(
+            self.engine,
+            repository_name,
+            RepositorySettings.from_dict(settings),
+            registry_id=registry_id,
+            resolve_kms_key=functools.cache(self.kms_key_arn),  # an alias is looked up once a call
+        )
+
+    def kms_key_arn(self, key: str) -> str:
+        """The ARN of the KMS key that ``key`` (an alias, an id or an ARN) names."""
+        if self._kms is None:
+            self._kms = AwsBaseHook(
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                config=self.config,
+                client_type="kms",
+            ).conn
+        try:
+            return str(self._kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise EcrLayersError(
+                f"Cannot tell which key the KMS key {key!r} names (kms:DescribeKey answered "
+                f"{error.get('Code')}: {error.get('Message')}); give the key's ARN as kms_key"
+            ) from exc
 
     def __getattr__(self, name: str) -> Any:
         # The engine's and the calls' methods on the hook itself, as before the engine

@@ -10,10 +10,12 @@ from airflow_ecr_layers.operators.lifecycle import (
 )
 from airflow_ecr_layers.operators.pull import PullArtifactOperator
 from airflow_ecr_layers.operators.push import PushArtifactOperator
+from airflow_ecr_layers.operators.repository import EnsureEcrRepositoryOperator
 
 __all__ = [
     "CompleteLayerUploadOperator",
     "CopyImageOperator",
+    "EnsureEcrRepositoryOperator",
     "InitiateLayerUploadOperator",
     "PullArtifactOperator",
     "PushArtifactOperator",

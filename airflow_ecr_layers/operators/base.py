@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, check_max_concurrency
+from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
 from airflow_ecr_layers.core.planning import validate_part_size
+from airflow_ecr_layers.core.repository_settings import RepositorySettings
 from airflow_ecr_layers.core.results import ImageResult
 from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
 from airflow_ecr_layers.core.transfer import EcrTransfer
@@ -91,6 +93,50 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
         return validate_registry_id(self.registry_id)
 
 
+class CreatesRepository(EcrLayersBaseOperator):
+    """An operator that writes into a repository and can create it first (see docs/repositories.md).
+
+    :param create_repository: create the repository when it is missing, with
+        ``repository_settings``; a repository that exists is checked against them and the task
+        fails, naming each difference, when they differ. An existing repository is never changed.
+    :param repository_settings: a JSON-safe dict (templated): ``image_tag_mutability``,
+        ``image_tag_mutability_exclusion_filters``, ``scan_on_push``, ``encryption_type``,
+        ``kms_key``, ``lifecycle_policy`` (a dict or its JSON text) and ``tags`` (a dict).
+        Settings left out are ECR's defaults at creation and not compared.
+    """
+
+    template_fields: Sequence[str] = (*EcrLayersBaseOperator.template_fields, "repository_settings")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"repository_settings": "json"}
+
+    def __init__(
+        self,
+        *,
+        create_repository: bool = False,
+        repository_settings: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if repository_settings is not None and not create_repository:
+            raise InvalidInputError(
+                "repository_settings is used only with create_repository=True (the repository is "
+                "created with them when missing, and checked against them when it exists)"
+            )
+        self.create_repository = create_repository
+        self.repository_settings = repository_settings
+
+    def prepare_repository(self, repository_name: str) -> dict[str, Any] | None:
+        """With ``create_repository``: create the repository, or check the one there; its result dict."""
+        if not self.create_repository:
+            return None
+        result = self.hook.ensure_repository(
+            repository_name, RepositorySettings.from_dict(self.repository_settings), self.checked_registry_id()
+        )
+        self.log.info(
+            "%s repository %s", "Created" if result.created else "Checked the settings of", result.repository_uri
+        )
+        return result.as_dict()
+
+
 class PublishesImage(EcrLayersBaseOperator):
     """A push operator: fills its ``ecr://`` outlet assets' events and reports OpenLineage.
 
@@ -159,7 +205,7 @@ def _split_url(url: str) -> tuple[str, str]:
     return f"{scheme}://{netloc}", path or "/"
 
 
-class StoragePushOperator(PublishesImage):
+class StoragePushOperator(PublishesImage, CreatesRepository):
     """The arguments shared by the one-step pushes from object storage.
 
     :param source: an ``ObjectStoragePath`` URL.
@@ -168,13 +214,15 @@ class StoragePushOperator(PublishesImage):
     :param source_conn_id: the connection used to read the source; ``aws_conn_id`` for s3:// if unset.
     :param part_size: bytes per part (5 MiB to 20971520); ECR's ``partSize`` if unset.
     :param max_concurrency: blobs uploaded at once.
+    :param create_repository: create the repository first when it is missing (see :class:`CreatesRepository`).
+    :param repository_settings: its settings (see :class:`CreatesRepository`).
     :param resume: keep each upload's progress in an Airflow Variable while it runs, so a
         retry after a killed worker continues it instead of starting over (see "Crash-safe
         pushes" in the README); deleted once the push is done.
     """
 
     template_fields: Sequence[str] = (
-        *EcrLayersBaseOperator.template_fields,
+        *CreatesRepository.template_fields,
         "source",
         "repository_name",
         "tags",
@@ -202,6 +250,18 @@ class StoragePushOperator(PublishesImage):
         self.source_conn_id = source_conn_id
         self.part_size = part_size
         self.max_concurrency = max_concurrency
+        self._repository: dict[str, Any] | None = None
+
+    def prepare_repository(self, repository_name: str) -> dict[str, Any] | None:
+        self._repository = super().prepare_repository(repository_name)
+        return self._repository
+
+    def publish(self, context: Any, result: ImageResult, inputs: Sequence[str]) -> dict[str, Any]:
+        """The push's XCom dict; with ``create_repository``, ``repository`` says whether it was created."""
+        xcom = super().publish(context, result, inputs)
+        if self._repository is not None:
+            xcom["repository"] = self._repository
+        return xcom
 
     def push_settings(self, context: Any) -> dict[str, Any]:
         """The checked keyword arguments every push function takes, before any write."""

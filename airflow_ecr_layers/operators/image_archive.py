@@ -54,6 +54,7 @@ class PushImageArchiveOperator(StoragePushOperator):
             self.image_ref or None,
             gzip_layers=bool(self.gzip_layers),
         )
+        self.prepare_repository(repository)
         result = push_image(self.engine, repository, plan, **settings)
         self.log.info(
             "Pushed %s (%s) to %s as %s: %d blobs, %d skipped, %d manifests",

@@ -14,20 +14,23 @@ from airflow_ecr_layers.core.limits import validate_repository_name
 from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
 from airflow_ecr_layers.core.planning import validate_part_size
 from airflow_ecr_layers.object_storage import open_source
-from airflow_ecr_layers.operators.base import EcrLayersBaseOperator, PublishesImage
+from airflow_ecr_layers.operators.base import CreatesRepository, EcrLayersBaseOperator, PublishesImage
 from airflow_ecr_layers.operators.xcom import descriptor_of, optional_int, require, upload_session
 
 Context = Any
 
 
-class InitiateLayerUploadOperator(EcrLayersBaseOperator):
+class InitiateLayerUploadOperator(CreatesRepository):
     """Start a layer upload (InitiateLayerUpload).
 
     :param repository_name: the ECR repository.
+    :param create_repository: create the repository first when it is missing, with
+        ``repository_settings`` (see :class:`~airflow_ecr_layers.operators.base.CreatesRepository`);
+        in a fan-out, every mapped upload does it, and all but the first find it there.
     :return: ``{registry_id, repository_name, upload_id, part_size}``
     """
 
-    template_fields: Sequence[str] = (*EcrLayersBaseOperator.template_fields, "repository_name")
+    template_fields: Sequence[str] = (*CreatesRepository.template_fields, "repository_name")
 
     def __init__(self, *, repository_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -35,6 +38,7 @@ class InitiateLayerUploadOperator(EcrLayersBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         repository = validate_repository_name(self.repository_name)
+        self.prepare_repository(repository)
         session = self.engine.calls.initiate_layer_upload(repository, self.checked_registry_id())
         self.log.info("Started upload %s in %s (part size %d)", session.upload_id, repository, session.part_size)
         return session.as_dict()

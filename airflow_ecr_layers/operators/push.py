@@ -95,6 +95,7 @@ class PushArtifactOperator(StoragePushOperator):
         layers = layers_of(
             sources, self.layer_media_type, chunk_size=chunk_size, expected_digest=self.expected_digest or None
         )
+        self.prepare_repository(self.repository_name)
         result = push_artifact(
             self.engine,
             self.repository_name,

@@ -12,6 +12,8 @@ process's :mod:`.blob_store` (moto keeps only its size), GetDownloadUrlForLayer
 (moto: NotImplementedError) answers a signed URL of the :mod:`.blob_server`, and
 ListImageReferrers (absent from moto) lists the images whose ``subject`` is a given
 image; for those two, :func:`install` patches :class:`moto.ecr.responses.ECRResponse`.
+Repository settings (tag mutability with exclusion filters, KMS keys, lifecycle policies)
+are made ECR's by :mod:`.strict_repositories`, which :func:`install` installs too.
 
 :data:`STATS` counts the layer-upload traffic each repository received, so a
 test can assert that a re-push uploaded nothing.
@@ -35,7 +37,7 @@ from moto.ecr.exceptions import InvalidParameterException, RepositoryNotFoundExc
 from moto.ecr.models import ECRBackend, LayerUpload, Repository, ecr_backends
 from moto.ecr.responses import ECRResponse
 
-from airflow_ecr_layers.testing import blob_server
+from airflow_ecr_layers.testing import blob_server, strict_repositories
 from airflow_ecr_layers.testing.blob_store import blob_store
 from airflow_ecr_layers.testing.ecr_images import (
     DOCKER_MANIFEST,
@@ -47,6 +49,7 @@ from airflow_ecr_layers.testing.ecr_images import (
     image_referrers,
     referenced_blobs,
 )
+from airflow_ecr_layers.testing.strict_repositories import tag_is_immutable
 
 __all__ = [
     "DOCKER_MANIFEST",
@@ -289,9 +292,9 @@ def _check_referenced_images_exist(repository: Repository, index: dict[str, Any]
 
 def _check_tag_immutability(repository: Repository, image_tag: str | None, image_manifest: str) -> None:
     """moto answers ImageAlreadyExistsException when an immutable tag would move to
-    another image; real ECR answers ImageTagAlreadyExistsException. (Only plain
-    IMMUTABLE repositories: the *_WITH_EXCLUSION modes are left to moto.)"""
-    if image_tag is None or repository.image_tag_mutability != "IMMUTABLE":
+    another image; real ECR answers ImageTagAlreadyExistsException. Which tags are immutable
+    (exclusion filters included) is ECR's rule, :func:`.strict_repositories.tag_is_immutable`."""
+    if image_tag is None or not tag_is_immutable(repository, image_tag):
         return
     for image in repository.images:
         if image_tag in image.image_tags and image.image_manifest != image_manifest:
@@ -660,6 +663,7 @@ def install() -> None:
             setattr(ECRBackend, name, replacement)
         for name, response_method in _RESPONSE_REPLACEMENTS.items():
             setattr(ECRResponse, name, response_method)
+    strict_repositories.install()
 
 
 def uninstall() -> None:
@@ -672,9 +676,12 @@ def uninstall() -> None:
                 setattr(ECRResponse, name, _RESPONSE_ORIGINALS[name])
             elif name in ECRResponse.__dict__:
                 delattr(ECRResponse, name)
+    strict_repositories.uninstall()
 
 
 def is_installed() -> bool:
-    return all(getattr(ECRBackend, name) is fn for name, fn in _REPLACEMENTS.items()) and all(
-        ECRResponse.__dict__.get(name) is fn for name, fn in _RESPONSE_REPLACEMENTS.items()
+    return (
+        all(getattr(ECRBackend, name) is fn for name, fn in _REPLACEMENTS.items())
+        and all(ECRResponse.__dict__.get(name) is fn for name, fn in _RESPONSE_REPLACEMENTS.items())
+        and strict_repositories.is_installed()
     )

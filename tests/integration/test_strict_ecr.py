@@ -385,24 +385,117 @@ def test_index_may_only_reference_pushed_images(ecr: Any, pushed_layer: bytes) -
     assert describe_digest(ecr, "multi") == sha256(index.encode())
 
 
-def test_immutable_tag_cannot_move(ecr: Any, pushed_layer: bytes) -> None:
-    ecr.create_repository(repositoryName="immutable", imageTagMutability="IMMUTABLE")
-    strict_ecr.install()  # idempotent
+def two_images(ecr: Any, repository: str, pushed_layer: bytes) -> tuple[str, str]:
+    """Two manifests whose blobs are all in ``repository``."""
     for blob in (EMPTY_BLOB, pushed_layer, b"second"):
-        upload_id = ecr.initiate_layer_upload(repositoryName="immutable")["uploadId"]
+        upload_id = ecr.initiate_layer_upload(repositoryName=repository)["uploadId"]
         ecr.upload_layer_part(
-            repositoryName="immutable",
+            repositoryName=repository,
             uploadId=upload_id,
             partFirstByte=0,
             partLastByte=len(blob) - 1,
             layerPartBlob=blob,
         )
-        ecr.complete_layer_upload(repositoryName="immutable", uploadId=upload_id, layerDigests=[sha256(blob)])
-    first, second = image_manifest([pushed_layer]), image_manifest([b"second"])
+        ecr.complete_layer_upload(repositoryName=repository, uploadId=upload_id, layerDigests=[sha256(blob)])
+    return image_manifest([pushed_layer]), image_manifest([b"second"])
+
+
+def test_immutable_tag_cannot_move(ecr: Any, pushed_layer: bytes) -> None:
+    ecr.create_repository(repositoryName="immutable", imageTagMutability="IMMUTABLE")
+    strict_ecr.install()  # idempotent
+    first, second = two_images(ecr, "immutable", pushed_layer)
     ecr.put_image(repositoryName="immutable", imageManifest=first, imageTag="v1")
     with pytest.raises(ClientError) as excinfo:
         ecr.put_image(repositoryName="immutable", imageManifest=second, imageTag="v1")
     assert error_of(excinfo)[0] == "ImageTagAlreadyExistsException"
+
+
+@pytest.mark.parametrize(
+    ("mode", "filters", "movable", "fixed"),
+    [
+        # moto ran the filters as regexes: "*-dev" failed with a 500, and "release-*"
+        # exempted "release" ("release" then any number of "-").
+        ("IMMUTABLE_WITH_EXCLUSION", ["*-dev", "latest"], ["x-dev", "latest"], ["v1", "latest-2", "dev"]),
+        ("MUTABLE_WITH_EXCLUSION", ["release-*", "a*b"], ["latest", "release", "ab-c"], ["release-1", "a-b", "ab"]),
+    ],
+)
+def test_exclusion_filters_are_wildcards_over_the_whole_tag(
+    ecr: Any, pushed_layer: bytes, mode: str, filters: list[str], movable: list[str], fixed: list[str]
+) -> None:
+    ecr.create_repository(
+        repositoryName="excluding",
+        imageTagMutability=mode,
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": f} for f in filters],
+    )
+    first, second = two_images(ecr, "excluding", pushed_layer)
+    for tag in movable + fixed:
+        ecr.put_image(repositoryName="excluding", imageManifest=first, imageTag=tag)
+    for tag in movable:
+        ecr.put_image(repositoryName="excluding", imageManifest=second, imageTag=tag)
+        assert describe_digest_in(ecr, "excluding", tag) == sha256(second.encode())
+    for tag in fixed:
+        with pytest.raises(ClientError) as excinfo:
+            ecr.put_image(repositoryName="excluding", imageManifest=second, imageTag=tag)
+        assert error_of(excinfo)[0] == "ImageTagAlreadyExistsException", tag
+
+
+def describe_digest_in(ecr: Any, repository: str, tag: str) -> str:
+    details = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+    digest: str = details[0]["imageDigest"]
+    return digest
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "words"),
+    [
+        (
+            {
+                "imageTagMutability": "MUTABLE_WITH_EXCLUSION",
+                "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "v1/x"}],
+            },
+            "InvalidParameterException",
+            "^[0-9a-zA-Z._*-]{1,128}$",
+        ),
+        (
+            {
+                "imageTagMutability": "MUTABLE_WITH_EXCLUSION",
+                "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": str(i)} for i in range(6)],
+            },
+            "InvalidParameterException",
+            "less than or equal to 5",
+        ),
+        ({"encryptionConfiguration": {"encryptionType": "AES256", "kmsKey": "k"}}, "InvalidParameterException", "KMS"),
+        ({"encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/none"}}, "KmsException", "alias/none"),
+    ],
+)
+def test_repository_settings_ecr_refuses(ecr: Any, params: dict[str, Any], code: str, words: str) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        ecr.create_repository(repositoryName="refused", **params)
+    assert error_of(excinfo)[0] == code and words in error_of(excinfo)[1]
+
+
+def test_put_image_tag_mutability_refuses_filters_with_a_plain_mode(ecr: Any) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        ecr.put_image_tag_mutability(
+            repositoryName=REPO,
+            imageTagMutability="IMMUTABLE",
+            imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}],
+        )
+    assert error_of(excinfo)[0] == "InvalidParameterException"
+    assert ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0]["imageTagMutability"] == "MUTABLE"
+
+
+def test_a_kms_key_is_reported_as_its_arn(ecr: Any, aws: EmbeddedAws) -> None:
+    kms = boto3.client(
+        "kms", endpoint_url=aws.endpoint_url, region_name=aws.region, aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/images", TargetKeyId=key["KeyId"])
+    for i, given in enumerate((key["KeyId"], "alias/images", key["Arn"])):
+        created = ecr.create_repository(
+            repositoryName=f"keyed{i}", encryptionConfiguration={"encryptionType": "KMS_DSSE", "kmsKey": given}
+        )
+        assert created["repository"]["encryptionConfiguration"] == {"encryptionType": "KMS_DSSE", "kmsKey": key["Arn"]}
 
 
 # --- install / uninstall, environment, standalone server ---------------------
