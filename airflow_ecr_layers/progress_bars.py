@@ -37,7 +37,8 @@ class ProgressBars:
         self._planned: dict[str, int] = {}
         self._layers: dict[str, Any] = {}
         self._done: dict[str, int] = {}
-        self._total: Any = None
+        self.total: Any = None
+        """The whole push's bar (a tqdm), once a push has said what it will upload."""
 
     def _bar(self, description: str, total: int, *, leave: bool) -> Any:
         return tqdm(
@@ -56,20 +57,25 @@ class ProgressBars:
         with self._lock:
             self._planned.update(sizes)
             total = sum(self._planned.values())
-            if self._total is None:
-                self._total = self._bar("total", total, leave=True)
+            count = len(self._planned)
+            description = f"total ({count} layer{'s' if count > 1 else ''})"
+            if self.total is None:
+                self.total = self._bar(description, total, leave=True)
             else:
-                self._total.total = total
-            self._total.set_description(f"total ({len(self._planned)} layers)", refresh=True)
+                self.total.total = total
+                self.total.set_description(description, refresh=True)
 
     def advanced(self, name: str, done: int, total: int) -> None:
+        """Move ``name``'s bar (and the total) to ``done``; blobs outside the plan (an empty
+        config) get no bar."""
         with self._lock:
+            if name not in self._planned:
+                return
             bar = self._layers.get(name)
             if bar is None:
                 bar = self._layers[name] = self._bar(short_name(name), total, leave=False)
             bar.update(done - bar.n)
-            if self._total is not None and name in self._planned:
-                self._total.update(done - self._done.get(name, 0))
+            self.total.update(done - self._done.get(name, 0))
             self._done[name] = done
             if done >= total:  # a later restart of this blob gets a new bar
                 self._layers.pop(name).close()
@@ -79,8 +85,8 @@ class ProgressBars:
             for bar in self._layers.values():
                 bar.close()
             self._layers.clear()
-            if self._total is not None:
-                self._total.close()
+            if self.total is not None:
+                self.total.close()
 
 
 @contextlib.contextmanager
