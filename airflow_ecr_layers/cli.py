@@ -9,10 +9,13 @@ A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (`
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
     airflow-ecr-layers plan SOURCE [--part-size N]
 
-Credentials: ``--conn-id`` uses an Airflow connection; without it, the plain AWS
-environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...).
+Credentials: ``--conn-id`` uses an Airflow connection (for ECR and for the sources); without
+it, the plain AWS environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``,
+...), sources are read with fsspec and s3fs directly, and Airflow is never imported.
 Results are printed as JSON on stdout; errors as one line on stderr, exit code 2 for
-bad input or a service refusal, 1 for anything else.
+bad input or a service refusal, 1 for anything else. On a terminal, push and
+push-archive draw progress bars on stderr (``--no-progress``: none); otherwise nothing
+but errors is printed on stderr unless ``-v`` is given.
 """
 
 from __future__ import annotations
@@ -214,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="airflow-ecr-layers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conn-id", help="Airflow connection id (default: the plain AWS credentials chain)")
+    common.add_argument(
+        "--conn-id", help="Airflow connection id, for ECR and the sources (default: the plain AWS credentials chain)"
+    )
     common.add_argument("--region", help="AWS region")
     common.add_argument("--endpoint-url", help="ECR endpoint (without --conn-id; default from AWS_ENDPOINT_URL)")
     common.add_argument("--part-size", type=int, help="bytes per part (5 MiB to 20971520)")
