@@ -9,10 +9,13 @@ A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (`
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
     airflow-ecr-layers plan SOURCE [--part-size N]
 
-Credentials: ``--conn-id`` uses an Airflow connection; without it, the plain AWS
-environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...).
+Credentials: ``--conn-id`` uses an Airflow connection (for ECR and for the sources); without
+it, the plain AWS environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``,
+...), sources are read with fsspec and s3fs directly, and Airflow is never imported.
 Results are printed as JSON on stdout; errors as one line on stderr, exit code 2 for
-bad input or a service refusal, 1 for anything else.
+bad input or a service refusal, 1 for anything else. On a terminal, push and
+push-archive draw progress bars on stderr (``--no-progress``: none); otherwise nothing
+but errors is printed on stderr unless ``-v`` is given.
 """
 
 from __future__ import annotations
@@ -21,18 +24,21 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, push_artifact
 from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
-from airflow_ecr_layers.core.layers import layers_of
-from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
-from airflow_ecr_layers.core.planning import plan_parts
-from airflow_ecr_layers.core.references import parse_reference
-from airflow_ecr_layers.core.resume import FileResumeStore
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.limits import DEFAULT_MAX_CONCURRENCY
+
+if TYPE_CHECKING:  # each sub-command imports what it needs, when it runs: start-up stays short
+    from airflow_ecr_layers.core.progress import ProgressListener
+    from airflow_ecr_layers.core.resume import FileResumeStore
+    from airflow_ecr_layers.core.transfer import EcrTransfer
+    from airflow_ecr_layers.storage import Resolver
+
+log = logging.getLogger("airflow_ecr_layers")
 
 
 def split_reference(reference: str) -> tuple[str, list[str]]:
@@ -55,30 +61,53 @@ def parse_annotations(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def make_engine(args: argparse.Namespace, conn_id: str | None = None, region: str | None = None) -> EcrTransfer:
+def make_engine(
+    args: argparse.Namespace,
+    conn_id: str | None = None,
+    region: str | None = None,
+    progress: ProgressListener | None = None,
+) -> EcrTransfer:
     """The engine on an Airflow connection (through the hook), or on the plain AWS chain."""
     conn_id = conn_id or args.conn_id
     region = region or args.region
     if conn_id:
         from airflow_ecr_layers.hooks import EcrLayersHook
 
-        return EcrLayersHook(aws_conn_id=conn_id, region_name=region).engine
-    import boto3
+        engine = EcrLayersHook(aws_conn_id=conn_id, region_name=region).engine
+    else:
+        import botocore.session
 
-    from airflow_ecr_layers.core.client import EcrClient
+        from airflow_ecr_layers.core.client import EcrClient
 
-    def client() -> Any:  # a new session reads the credentials chain again
-        return boto3.session.Session().client("ecr", region_name=region, endpoint_url=args.endpoint_url)
+        def client() -> Any:  # a new session reads the credentials chain again
+            return botocore.session.get_session().create_client(
+                "ecr", region_name=region, endpoint_url=args.endpoint_url
+            )
 
-    return EcrClient(client(), refresh=client)
+        engine = EcrClient(client(), refresh=client)
+    engine.progress = progress
+    return engine
+
+
+def storage_of(args: argparse.Namespace) -> Resolver:
+    """How the command reads and writes object storage: through an Airflow connection with
+    ``--conn-id``; without it fsspec (s3fs) on the plain AWS chain, and Airflow is never imported."""
+    if args.conn_id:
+        from airflow_ecr_layers.object_storage import resolver
+
+        return resolver(args.conn_id)
+    from airflow_ecr_layers.storage import PlainStorage
+
+    return PlainStorage()
 
 
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     from airflow_ecr_layers.core.pull import pull_artifact
-    from airflow_ecr_layers.object_storage import open_sink
+    from airflow_ecr_layers.core.references import parse_reference
+    from airflow_ecr_layers.storage import open_sink
 
     image = parse_reference(args.reference).with_defaults(args.registry_id, None)
-    sink = open_sink(args.destination, args.conn_id)
+    sink = open_sink(args.destination, storage_of(args))
     return pull_artifact(
         make_engine(args, region=image.region), image, sink, include=args.include, max_concurrency=args.max_concurrency
     ).as_dict()
@@ -86,6 +115,7 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
     from airflow_ecr_layers.core.copy import copy_image
+    from airflow_ecr_layers.core.references import parse_reference
 
     source = parse_reference(args.source)
     target = parse_reference(args.destination, require_image=False)
@@ -107,24 +137,31 @@ def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
 
 def resume_store(args: argparse.Namespace) -> FileResumeStore | None:
     """Where a push records its uploads, so a rerun after a kill continues them (``--no-resume``: nowhere)."""
-    return FileResumeStore() if args.resume else None
+    if not args.resume:
+        return None
+    from airflow_ecr_layers.core.resume import FileResumeStore
+
+    return FileResumeStore()
 
 
-def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.object_storage import open_sources
+def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
+    from airflow_ecr_layers.core.artifact import push_artifact
+    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.storage import open_sources
 
     *urls, reference = args.items
     if not urls:
         raise InvalidInputError("push needs at least one SOURCE before REPOSITORY[:TAG]")
     repository, tags = split_reference(reference)
     layers = layers_of(
-        open_sources(urls, args.conn_id),
-        args.media_type,
+        open_sources(urls, storage_of(args)),
+        args.media_type or DEFAULT_LAYER_MEDIA_TYPE,
         chunk_size=args.chunk_size,
         expected_digest=args.expected_digest,
     )
     return push_artifact(
-        make_engine(args),
+        make_engine(args, progress=progress),
         repository,
         layers,
         tags=tags + args.tag,
@@ -142,15 +179,16 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     ).as_dict()
 
 
-def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_push_archive(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
     from airflow_ecr_layers.core.image_archive import load_image
     from airflow_ecr_layers.core.image_push import push_image
-    from airflow_ecr_layers.object_storage import open_image_archive
+    from airflow_ecr_layers.storage import open_image_archive
 
     repository, tags = split_reference(args.reference)
-    plan = load_image(open_image_archive(args.source, args.conn_id), args.image_ref, gzip_layers=args.gzip_layers)
+    archive = open_image_archive(args.source, storage_of(args))
+    plan = load_image(archive, args.image_ref, gzip_layers=args.gzip_layers)
     return push_image(
-        make_engine(args),
+        make_engine(args, progress=progress),
         repository,
         plan,
         tags=tags + args.tag,
@@ -162,9 +200,10 @@ def cmd_push_archive(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_plan(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.object_storage import open_source
+    from airflow_ecr_layers.core.planning import plan_parts
+    from airflow_ecr_layers.storage import open_source
 
-    source = open_source(args.source, args.conn_id)
+    source = open_source(args.source, storage_of(args))
     plan = plan_parts(source.size, args.part_size)
     return {
         "source": source.name,
@@ -178,11 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="airflow-ecr-layers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conn-id", help="Airflow connection id (default: the plain AWS credentials chain)")
+    common.add_argument(
+        "--conn-id", help="Airflow connection id, for ECR and the sources (default: the plain AWS credentials chain)"
+    )
     common.add_argument("--region", help="AWS region")
     common.add_argument("--endpoint-url", help="ECR endpoint (without --conn-id; default from AWS_ENDPOINT_URL)")
     common.add_argument("--part-size", type=int, help="bytes per part (5 MiB to 20971520)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens to stderr (default: errors only)"
+    )
     common.add_argument(
         "--no-resume",
         dest="resume",
@@ -195,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("items", nargs="+", metavar="SOURCE... REPOSITORY[:TAG]")
     push.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
     push.add_argument("--artifact-type", help="the manifest's artifactType")
-    push.add_argument("--media-type", default=DEFAULT_LAYER_MEDIA_TYPE, help="the layers' media type")
+    push.add_argument("--media-type", help="the layers' media type (default: application/octet-stream)")
     push.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="manifest annotation")
     push.add_argument("--expected-digest", help="sha256 the (single) source must have")
     push.add_argument("--subject", help="digest of an image in the repository this artifact refers to")
@@ -222,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="record source URL, size, ETag, version in clear on the layers (default: a digest of them)",
     )
     push.set_defaults(run=cmd_push)
+    progress_option(push)
 
     archive = sub.add_parser("push-archive", parents=[common], help="push a docker-save tarball or OCI layout")
     archive.add_argument("source", metavar="SOURCE")
@@ -234,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--registry-id", help="12-digit account id of the registry")
     archive.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     archive.set_defaults(run=cmd_push_archive)
+    progress_option(archive)
 
     pull = sub.add_parser("pull", parents=[common], help="write an artifact's files to object storage")
     pull.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
@@ -260,16 +305,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def progress_option(command: argparse.ArgumentParser) -> None:
+    """``--no-progress``, for the commands that draw progress bars on a terminal."""
+    command.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars, even on a terminal (off a terminal there are none)",
+    )
+
+
+@contextlib.contextmanager
+def log_level(verbose: bool) -> Iterator[None]:
+    """Logs at INFO with ``-v``, else errors only; put back as they were afterwards.
+
+    Airflow (imported only with ``--conn-id``) reads its own level when it is first
+    imported: without ``-v`` it is asked for errors only too.
+    """
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    level = logging.INFO if verbose else logging.ERROR
+    before = log.level, logging.root.level, os.environ.get(AIRFLOW_LOG_LEVEL)
+    log.setLevel(level)
+    logging.root.setLevel(level)  # botocore, s3fs, fsspec: the same
+    if not verbose:
+        os.environ.setdefault(AIRFLOW_LOG_LEVEL, "ERROR")
+    try:
+        yield
+    finally:
+        log.setLevel(before[0])
+        logging.root.setLevel(before[1])
+        if before[2] is None:
+            os.environ.pop(AIRFLOW_LOG_LEVEL, None)
+
+
+AIRFLOW_LOG_LEVEL = "AIRFLOW__LOGGING__LOGGING_LEVEL"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The sub-command, with progress bars on stderr when it draws them and stderr is a terminal."""
+    if not (getattr(args, "progress", False) and sys.stderr.isatty()):
+        result: dict[str, Any] = args.run(args)
+        return result
+    from airflow_ecr_layers.progress_bars import bars_and_logs
+
+    with bars_and_logs(sys.stderr) as bars:
+        result = args.run(args, bars)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
-            result = args.run(args)
+        with log_level(args.verbose), contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            result = run(args)
     except EcrLayersError as exc:
         print(f"airflow-ecr-layers: error: {exc}", file=sys.stderr)
         return 2

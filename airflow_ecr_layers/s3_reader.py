@@ -41,11 +41,6 @@ BODY_RETRIES = 5
 """Broken bodies tolerated per read (s3fs retries the requests themselves)."""
 
 
-def is_s3fs(fs: Any) -> bool:
-    """Whether ``fs`` is an s3fs filesystem (without importing s3fs where it is not installed)."""
-    return any(cls.__module__.startswith("s3fs.") and cls.__name__ == "S3FileSystem" for cls in type(fs).__mro__)
-
-
 class S3RangeReader(RangedReader):
     """A read-only, seekable handle on one S3 object of known size.
 

@@ -12,6 +12,7 @@ from airflow_ecr_layers.core.discovery import Finding, learn_digests, previous_l
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.layers import LayerSpec as LayerSpec  # re-exported: its old home
 from airflow_ecr_layers.core.layers import check_layers
+from airflow_ecr_layers.core.limits import DEFAULT_MAX_CONCURRENCY as DEFAULT_MAX_CONCURRENCY  # its old home
 from airflow_ecr_layers.core.limits import (
     MiB,
     validate_digest,
@@ -37,8 +38,6 @@ from airflow_ecr_layers.core.transfer import EcrTransfer
 log = logging.getLogger("airflow_ecr_layers")
 
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
-DEFAULT_MAX_CONCURRENCY = 2
-"""Layers uploaded at once: one per core on the 2-core workers we measure on."""
 
 
 def subject_descriptor(
@@ -126,6 +125,8 @@ def push_layers(
     while it runs, and continued from there by a later attempt (:mod:`.resume`).
     """
     max_concurrency = check_max_concurrency(max_concurrency)
+    if engine.progress is not None:
+        engine.progress.planned({layer.source.name: layer.source.size for layer in layers})
 
     def push(layer: LayerSpec) -> BlobResult:
         point = ResumePoint.of(

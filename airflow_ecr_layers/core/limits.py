@@ -20,6 +20,8 @@ MAX_DIGESTS_PER_CHECK = 100
 MAX_LAYERS = 1000
 """Layers of one artifact this provider writes: ECR rejects manifests with very many layers
 (an opaque "Invalid JSON syntax"); a thousand titled layers stay far below its 4 MiB manifest limit."""
+DEFAULT_MAX_CONCURRENCY = 2
+"""Layers uploaded at once: one per core on the 2-core workers we measure on."""
 
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"

@@ -27,7 +27,7 @@ from airflow_ecr_layers.core.errors import (
 from airflow_ecr_layers.core.limits import validate_digest
 from airflow_ecr_layers.core.manifest import Manifest
 from airflow_ecr_layers.core.planning import PartPlan, plan_parts
-from airflow_ecr_layers.core.progress import ProgressLog
+from airflow_ecr_layers.core.progress import ProgressListener, ProgressLog
 from airflow_ecr_layers.core.reader import PartReader
 from airflow_ecr_layers.core.results import BlobResult, UploadedParts
 from airflow_ecr_layers.core.resume import ResumePoint
@@ -46,16 +46,23 @@ class EcrTransfer:
     :param calls: the ECR API on one client.
     :param retry_policy: our retries on top of botocore's; its limits hold per blob.
     :param read_depth: parts alive at once per layer (the one being sent included).
+    :param progress: hears of each blob's bytes as ECR confirms them (the CLI's progress bars).
     """
 
     def __init__(
-        self, calls: EcrCalls, *, retry_policy: RetryPolicy | None = None, read_depth: int = DEFAULT_READ_DEPTH
+        self,
+        calls: EcrCalls,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        read_depth: int = DEFAULT_READ_DEPTH,
+        progress: ProgressListener | None = None,
     ) -> None:
         if read_depth < 1:
             raise ValueError(f"read_depth must be at least 1, got {read_depth}")
         self.calls = calls
         self.retry_policy = retry_policy or RetryPolicy()
         self.read_depth = read_depth
+        self.progress = progress
 
     def attempt(self, session: UploadSession, source: BlobSource) -> BlobAttempt:
         """A new attempt at putting ``source`` into ``session``, with this engine's policy."""
@@ -100,7 +107,7 @@ class EcrTransfer:
         """
         if plan is None:
             plan = plan_parts(source.size, part_size, attempt.session.part_size)
-        progress = ProgressLog(f"upload {source.name}", plan.size, log)
+        progress = ProgressLog(source.name, plan.size, log, listener=self.progress)
         sent_before = attempt.sent
         log.info(
             "Uploading %s to %s: %d bytes in %d parts of %d bytes (upload %s)",
@@ -113,6 +120,7 @@ class EcrTransfer:
         )
         if start:
             attempt.cursor = Cursor(position=start, best=start)
+        progress.notify(start)
         with PartReader(source, plan.part_size, depth=self.read_depth) as reader:
             reader.seek(start)
             while attempt.cursor.position < plan.size:
@@ -122,6 +130,7 @@ class EcrTransfer:
                 step = attempt.follow(part, attempt.send(part), plan.size)
                 if step.position != part.end:
                     reader.seek(step.position)
+                    progress.notify(step.position)
                 else:
                     progress.update(part.end)
                 if on_confirmed is not None and step.move in ("sent", "short acknowledgement", "resume"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,79 @@ def test_the_test_tools_refuse_a_moto_they_were_not_written_for(version: tuple[i
     else:
         with pytest.raises(ImportError, match=r">=5\.2\.5,<5\.3\.0"):
             check_moto(version)
+
+
+# --- the CLI starts without Airflow (issue 15) ------------------------------------------
+
+AIRFLOW_FREE = [PACKAGE / "storage.py", PACKAGE / "s3_reader.py", PACKAGE / "progress_bars.py", PACKAGE / "cli.py"]
+"""What the CLI reads and writes object storage and draws bars with, without ``--conn-id``."""
+AIRFLOW_ADAPTERS = {"airflow_ecr_layers.object_storage", "airflow_ecr_layers.hooks", "airflow_ecr_layers.operators"}
+"""The modules that import Airflow, which the CLI may import only inside the functions that need them."""
+HEAVY = ("airflow", "boto3", "botocore", "s3fs", "aiobotocore", "aiohttp", "fsspec", "tqdm", "rich")
+"""What a sub-command imports when it runs, never the CLI module itself."""
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules ``path`` imports when it is imported: its module-level statements, without
+    the bodies of functions and classes, and without ``if TYPE_CHECKING:`` blocks."""
+    found: set[str] = set()
+    pending: list[ast.stmt] = list(ast.parse(path.read_text(), str(path)).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.If):
+            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                pending.extend(node.body)
+            pending.extend(node.orelse)
+        elif isinstance(node, (ast.Try, ast.With)):
+            pending.extend(node.body)
+    return found
+
+
+@pytest.mark.parametrize("path", AIRFLOW_FREE, ids=lambda p: p.name)
+def test_what_the_cli_runs_on_never_imports_airflow_itself(path: Path) -> None:
+    imports = imported_modules(path)
+    assert not {m for m in imports if is_under(m, "airflow")}
+    if path.name != "cli.py":  # the CLI picks the Airflow adapter for --conn-id, inside a function
+        assert not {m for m in imports if any(is_under(m, adapter) for adapter in AIRFLOW_ADAPTERS)}
+
+
+def test_the_cli_module_imports_nothing_heavy_nor_airflow_adapters_at_import() -> None:
+    imports = top_level_imports(PACKAGE / "cli.py")
+    assert not {m for m in imports if any(is_under(m, top) for top in HEAVY)}
+    assert not {m for m in imports if any(is_under(m, adapter) for adapter in AIRFLOW_ADAPTERS)}
+    assert "airflow_ecr_layers.core.errors" in imports  # the checker sees the imports it should
+
+
+def test_top_level_imports_skip_functions_and_type_checking(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import json\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import boto3\n"
+        "def f():\n    import botocore\ntry:\n    import tqdm\nexcept ImportError:\n    pass\n"
+    )
+    assert top_level_imports(sample) == {"json", "typing", "tqdm"}
+
+
+_PLAN_A_FILE = """
+import json, sys
+import airflow_ecr_layers.cli
+at_import = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+code = airflow_ecr_layers.cli.main(["plan", "file://" + sys.argv[1]])
+after_plan = sorted({{m.split(".")[0] for m in sys.modules}} & {heavy})
+print(json.dumps({{"code": code, "at_import": at_import, "after_plan": after_plan}}), file=sys.stderr)
+"""
+
+
+def test_the_cli_starts_and_plans_a_local_file_without_airflow_boto_or_s3fs(tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact.bin"
+    artifact.write_bytes(b"x" * 1000)
+    script = _PLAN_A_FILE.format(heavy=set(HEAVY))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(artifact)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "at_import": [], "after_plan": ["fsspec"]}, done.stderr
+    assert json.loads(done.stdout)["size"] == 1000

@@ -136,7 +136,7 @@ def head(value: bytes | str, *, etag: str = '"e"', kind: str | None = None) -> d
 
 
 def test_only_a_full_object_checksum_of_the_object_listed_is_taken() -> None:
-    from airflow_ecr_layers.object_storage import full_object_sha256
+    from airflow_ecr_layers.storage import full_object_sha256
 
     digest = "sha256:" + hashlib.sha256(b"data").hexdigest()
     assert full_object_sha256(head(b"data"), '"e"') == digest  # single-part upload, older answer
@@ -150,7 +150,7 @@ def test_only_a_full_object_checksum_of_the_object_listed_is_taken() -> None:
 
 
 def test_prefixes_and_globs() -> None:
-    from airflow_ecr_layers.object_storage import _static_part, is_prefix
+    from airflow_ecr_layers.storage import _static_part, is_prefix
 
     assert is_prefix("s3://b/models/") and is_prefix("s3://b/m/*.bin") and is_prefix("file:///tmp/**/x")
     assert not is_prefix("s3://b/models/model.bin")

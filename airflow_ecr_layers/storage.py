@@ -1,0 +1,416 @@
+"""Artifact sources and pull destinations on a plain fsspec filesystem (s3://, file://, gs://, ...).
+
+Everything that reads or writes object storage lives here, on :class:`FsPath` (a path on
+an fsspec filesystem): sources (sizes, ETags, identities, ``If-Match`` ranged reads on
+S3 through :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`), prefixes and globs,
+image archives (tar, tar.gz, OCI layout directories) and sinks for ``pull``. It never
+imports Airflow: how a URL becomes a filesystem is the caller's :data:`Resolver`.
+
+* :class:`PlainStorage` resolves URLs with fsspec itself (s3fs on the plain AWS
+  credentials chain): the CLI without ``--conn-id``.
+* :mod:`airflow_ecr_layers.object_storage` resolves them with Airflow's
+  ``ObjectStoragePath`` and a connection id: the operators, and the CLI with ``--conn-id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import posixpath
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from airflow_ecr_layers.core.errors import SourceError
+from airflow_ecr_layers.core.gzip_streams import GunzipSource, is_gzip
+from airflow_ecr_layers.core.identity import SourceIdentity
+from airflow_ecr_layers.core.image_plan import ArchiveReader, DirectoryLayout
+from airflow_ecr_layers.core.sources import BlobSource
+from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize
+
+log = logging.getLogger("airflow_ecr_layers")
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class FsPath:
+    """A path on an fsspec filesystem: ``fs`` reads it, ``path`` is its name there (``bucket/key``,
+    ``/tmp/model.bin``), ``protocol`` the URL scheme it was asked for with (``s3``, ``file``)."""
+
+    fs: Any
+    path: str
+    protocol: str
+
+    def __str__(self) -> str:
+        return f"{self.protocol}://{self.path}"
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    @property
+    def parent(self) -> FsPath:
+        return FsPath(self.fs, posixpath.dirname(self.path.rstrip("/")), self.protocol)
+
+    def __truediv__(self, child: str) -> FsPath:
+        return FsPath(self.fs, f"{self.path.rstrip('/')}/{child}", self.protocol)
+
+    @property
+    def is_local(self) -> bool:
+        protocol = self.fs.protocol
+        return bool({"file", "local"} & set(protocol if isinstance(protocol, (tuple, list)) else [protocol]))
+
+    @property
+    def on_s3(self) -> bool:
+        return is_s3fs(self.fs)
+
+    def is_symlink(self) -> bool:
+        try:
+            return bool(self.fs.info(self.path).get("islink"))
+        except FileNotFoundError:
+            return False
+
+    def kind(self) -> str:
+        """``file``, ``dir`` or ``missing``, with unreadable paths reported clearly."""
+        try:
+            if not self.fs.exists(self.path):
+                return "missing"
+            return "dir" if self.fs.isdir(self.path) else "file"
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"Cannot read source {str(self)!r}: {exc}") from exc
+
+
+Resolver = Callable[[str], FsPath]
+"""How a URL becomes an :class:`FsPath` (its filesystem, with whatever credentials)."""
+
+
+def is_s3fs(fs: Any) -> bool:
+    """Whether ``fs`` is an s3fs filesystem (without importing s3fs where it is not installed)."""
+    return any(cls.__module__.startswith("s3fs.") and cls.__name__ == "S3FileSystem" for cls in type(fs).__mro__)
+
+
+def check_url(source: object) -> str:
+    """``source`` if it is a non-empty URL string, else a clear :class:`SourceError`."""
+    if not isinstance(source, str) or not source.strip():
+        raise SourceError(f"source must be an object storage URL (s3://bucket/key, file:///path), got {source!r}")
+    return source
+
+
+class PlainStorage:
+    """A :data:`Resolver` on fsspec alone: ``s3://`` is s3fs on the plain AWS credentials chain
+    (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...), ``file://`` the local disk, other schemes
+    fsspec's own implementations. One filesystem per scheme for this object's lifetime, made
+    fresh (not fsspec's instance cache), so it sees the environment as it is now."""
+
+    def __init__(self) -> None:
+        self._filesystems: dict[str, Any] = {}
+
+    def __call__(self, url: str) -> FsPath:
+        import fsspec
+
+        scheme, sep, _ = check_url(url).partition("://")
+        protocol = scheme if sep else "file"
+        fs = self._filesystems.get(protocol)
+        if fs is None:
+            try:
+                fs = fsspec.filesystem(protocol, skip_instance_cache=True)
+            except (ImportError, ValueError) as exc:
+                raise SourceError(f"Cannot read {url!r}: {exc}") from exc
+            self._filesystems[protocol] = fs
+        return FsPath(fs, fs._strip_protocol(url), protocol)
+
+
+class ObjectStorageSource:
+    """A :class:`~airflow_ecr_layers.core.layers.NamedSource` over an :class:`FsPath`.
+
+    On S3 (s3fs), handles are :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`:
+    one ranged GET per read, written straight into the reader's part buffer. Other
+    filesystems get their own file object, opened with ``block_size`` equal to the
+    part size and no read-ahead cache, so each part is one ranged read and no
+    50 MiB buffer sits behind it.
+
+    What it knows of the object (size, ETag, version id, ``mtime_ns``) is read once, from
+    the listing that found it or from one fresh metadata request, never from a cache; on
+    S3 every GET then carries ``If-Match`` with that ETag, so the bytes read are the ones
+    its :meth:`identity` names.
+    """
+
+    def __init__(self, path: FsPath, *, title: str | None = None, info: Mapping[str, Any] | None = None):
+        self.path = path
+        self._title = title
+        self._info: Mapping[str, Any] | None = info
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    @property
+    def title(self) -> str:
+        """The layer title: the path relative to the prefix or glob that found it, else the file name."""
+        return self._title or self.path.name
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        """The object's metadata, taken once (on S3 with the ETag every GET is then pinned to)."""
+        if self._info is None:
+            fs = self.path.fs
+            if self.path.on_s3:
+                self._info = fs.info(self.path.path, refresh=True)
+            else:
+                self._info = {"size": fs.info(self.path.path)["size"]}
+        return self._info
+
+    @property
+    def size(self) -> int:
+        return int(self.info["size"])
+
+    def identity(self) -> SourceIdentity | None:
+        """S3: URL, size, ETag, version id. A local file: path, size, ``mtime_ns``. Elsewhere the
+        store's own ETag or generation where it reports one, else None (no reuse)."""
+        info = self.info
+        if self.path.on_s3:
+            bucket, key, version_id = self.path.fs.split_path(self.path.path)
+            return SourceIdentity(
+                f"s3://{bucket}/{key}", self.size, info.get("ETag"), info.get("VersionId") or version_id
+            )
+        if self.path.is_local:
+            stat = os.stat(self.path.path)
+            return SourceIdentity(f"file://{self.path.path}", stat.st_size, mtime_ns=stat.st_mtime_ns)
+        etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+        version = info.get("VersionId") or info.get("generation")
+        if not etag and not version:
+            return None
+        return SourceIdentity(str(self.path), self.size, str(etag) if etag else None, str(version) if version else None)
+
+    def stored_sha256(self) -> str | None:
+        """S3's full-object SHA-256 of this object (HeadObject in checksum mode), if S3 keeps one.
+
+        A composite checksum of a multipart upload (``...-N``, or ``ChecksumType`` COMPOSITE)
+        is not the object's sha256 and is not used; nor is an answer for another ETag.
+        """
+        fs = self.path.fs
+        if not self.path.on_s3:
+            return None
+        from fsspec.asyn import sync
+
+        bucket, key, version_id = fs.split_path(self.path.path)
+        version = {"VersionId": version_id} if version_id else {}
+        try:
+            head = sync(fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED", **version)
+        except OSError as exc:
+            log.info("%s: no checksum to learn its digest from (%s)", self.name, exc)
+            return None
+        return full_object_sha256(head, self.info.get("ETag"))
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        if self.path.on_s3:
+            from airflow_ecr_layers.s3_reader import S3RangeReader  # s3fs is loaded already: no extra cost
+
+            etag = self.info.get("ETag")  # every GET of every handle must match the object this size is of
+            reader = S3RangeReader(self.path.fs, self.path.path, self.size, offset, etag=etag)
+            return reader  # type: ignore[return-value]
+        handle: BinaryIO = self.path.fs.open(self.path.path, "rb", block_size=block_size, cache_type="none")
+        if offset:
+            handle.seek(offset)
+        return handle
+
+
+def full_object_sha256(head: Mapping[str, Any], etag: str | None) -> str | None:
+    """``sha256:<hex>`` from a HeadObject answer, only where it is the whole object's sha256."""
+    value = head.get("ChecksumSHA256")
+    if not isinstance(value, str) or "-" in value or (etag and head.get("ETag") != etag):
+        return None
+    kind = head.get("ChecksumType")
+    if kind is None and "-" in str(head.get("ETag", "")):
+        return None  # an older answer without ChecksumType, for a multipart upload: composite
+    if kind not in (None, "FULL_OBJECT"):
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return "sha256:" + raw.hex() if len(raw) == 32 else None
+
+
+def _path(source: str | FsPath, resolve: Resolver) -> FsPath:
+    return source if isinstance(source, FsPath) else resolve(check_url(source))
+
+
+def open_source(source: str | FsPath, resolve: Resolver) -> ObjectStorageSource:
+    """Resolve and check a source URL: it must exist, be a file, and not be empty."""
+    path = _path(source, resolve)
+    kind = path.kind()
+    if kind == "missing":
+        raise SourceError(f"Source {str(path)!r} does not exist")
+    if kind == "dir":
+        raise SourceError(
+            f"Source {str(path)!r} is a directory, not a file; end it with '/' to push every object under it"
+        )
+    found = ObjectStorageSource(path)
+    if found.size == 0:
+        raise SourceError(f"Source {str(path)!r} is empty (0 bytes): ECR cannot store an empty layer, so it is refused")
+    return found
+
+
+def is_prefix(url: str) -> bool:
+    """Whether a source URL stands for many objects: it ends in ``/``, or holds a glob."""
+    return url.endswith("/") or bool(GLOB_CHARACTERS & set(url.partition("://")[2]))
+
+
+def open_sources(sources: str | FsPath | Sequence[str | FsPath], resolve: Resolver) -> list[ObjectStorageSource]:
+    """Every source a URL, a prefix (``.../``), a glob (``*``, ``**``) or a list of them stands for.
+
+    A prefix or a glob gives the objects it matches, sorted by key, each titled with its
+    path relative to the prefix (or to the glob's directory). A prefix or glob that
+    matches nothing, or matches an empty object, is refused.
+    """
+    items = [sources] if isinstance(sources, (str, FsPath)) else list(sources)
+    found: list[ObjectStorageSource] = []
+    for item in items:
+        if isinstance(item, str) and is_prefix(item):
+            found.extend(expand(item, resolve))
+        else:
+            found.append(open_source(item, resolve))
+    return found
+
+
+def list_prefix(url: str, resolve: Resolver) -> list[str]:
+    """The URLs of the objects a prefix or glob stands for, sorted."""
+    return [str(source.path) for source in expand(url, resolve)]
+
+
+def expand(url: str, resolve: Resolver) -> list[ObjectStorageSource]:
+    """The objects under a prefix or matching a glob, sorted by key, titled relative to it."""
+    scheme, _, rest = check_url(url).partition("://")
+    pattern = bool(GLOB_CHARACTERS & set(rest))
+    root = resolve(f"{scheme}://{_static_part(rest)}" if pattern else url)
+    fs = root.fs
+    base = root.path.rstrip("/") + "/"
+    try:
+        fs.invalidate_cache(base)
+        matches = fs.glob(fs._strip_protocol(url), detail=True) if pattern else fs.find(base, detail=True)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"Cannot list {url!r}: {exc}") from exc
+    objects = {
+        name: info
+        for name, info in sorted(matches.items())
+        if info.get("type", "file") == "file" and not name.endswith("/")
+    }
+    if not objects:
+        raise SourceError(f"{url!r} matches no objects: nothing to push")
+    empty = [name for name, info in objects.items() if int(info.get("size") or 0) == 0]
+    if empty:
+        raise SourceError(
+            f"{url!r} matches empty objects, which ECR cannot store as layers: {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''} (leave them out with a glob)"
+        )
+    return [
+        ObjectStorageSource(
+            FsPath(fs, name, root.protocol),
+            title=name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1],
+            info=info,
+        )
+        for name, info in objects.items()
+    ]
+
+
+def _static_part(path: str) -> str:
+    """The directory of a glob before its first glob character (``b/models/*.bin`` -> ``b/models/``)."""
+    first = min((path.index(c) for c in GLOB_CHARACTERS if c in path), default=len(path))
+    return path[: path.rfind("/", 0, first) + 1]
+
+
+def open_image_archive(source: str | FsPath, resolve: Resolver) -> ArchiveReader:
+    """A tar (optionally gzip-compressed) or an OCI layout directory, read in place."""
+    path = _path(source, resolve)
+    kind = path.kind()
+    if kind == "missing":
+        raise SourceError(f"Image archive {str(path)!r} does not exist")
+    if kind == "dir":
+        return DirectoryLayout(str(path), lambda relative: _layout_file(path, relative))
+    archive: BlobSource = ObjectStorageSource(path)
+    if archive.size == 0:
+        raise SourceError(f"Image archive {str(path)!r} is empty")
+    if is_gzip(archive):
+        archive = GunzipSource(archive)
+    return TarIndex(archive)
+
+
+def _layout_file(root: FsPath, relative: str) -> ObjectStorageSource | None:
+    """A file inside a layout directory; refuses paths that escape or pass through a symlink."""
+    clean = normalize(relative, str(root))
+    current = root
+    for part in clean.split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise HostileArchiveError(f"{root}: blob path {relative!r} resolves through a symlink ({part!r})")
+    return ObjectStorageSource(current) if current.kind() == "file" else None
+
+
+class ObjectStorageSink:
+    """Pulled files under a folder or prefix, each visible only once verified.
+
+    On S3 a file is a streaming multipart upload (``block_size`` bytes held at a time),
+    completed by :meth:`_Writer.commit` and aborted (nothing appears) by
+    :meth:`_Writer.abort`. A local file is written under a hidden temporary name in its
+    folder and renamed into place. Other stores write a temporary object and move it.
+    """
+
+    def __init__(self, root: FsPath, *, block_size: int = 16 * 1024 * 1024) -> None:
+        self.root = root
+        self.block_size = block_size
+
+    def open(self, title: str, size: int) -> _Writer:
+        target = self.root / title
+        fs = target.fs
+        if target.on_s3:
+            # S3 allows 10,000 parts: make the blocks big enough for the file
+            block = max(self.block_size, -(-size // 9_000))
+            return _Writer(target, fs.open(target.path, "wb", block_size=block), None)
+        temporary = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
+        if target.is_local:
+            os.makedirs(os.path.dirname(target.path), exist_ok=True)
+        return _Writer(target, fs.open(temporary.path, "wb"), temporary)
+
+
+class _Writer:
+    """One file being written: ``handle`` writes to the final name (S3) or to ``temporary``."""
+
+    def __init__(self, target: FsPath, handle: Any, temporary: FsPath | None) -> None:
+        self.target = target
+        self.handle = handle
+        self.temporary = temporary
+
+    def write(self, data: memoryview) -> None:
+        self.handle.write(data)
+
+    def commit(self) -> str:
+        self.handle.close()
+        if self.temporary is not None:
+            if self.target.is_local:
+                os.replace(self.temporary.path, self.target.path)
+            else:
+                self.target.fs.mv(self.temporary.path, self.target.path)
+        return str(self.target)
+
+    def abort(self) -> None:
+        if self.temporary is None:
+            self.handle.discard()  # s3fs: abort the multipart upload; the object never appears
+            self.handle.closed = True
+            return
+        self.handle.close()
+        with contextlib.suppress(OSError):
+            self.temporary.fs.rm(self.temporary.path)
+
+
+def open_sink(destination: str | FsPath, resolve: Resolver) -> ObjectStorageSink:
+    """Where to pull files to: a folder or prefix URL (``s3://bucket/prefix/``, ``file:///dir/``)."""
+    if isinstance(destination, str) and not destination.strip():
+        raise SourceError("destination must be a folder or prefix URL (s3://bucket/prefix/, file:///dir/)")
+    root = _path(destination, resolve)
+    if root.kind() == "file":
+        raise SourceError(f"Destination {str(root)!r} is a file: pull writes files under a folder or prefix")
+    return ObjectStorageSink(root)
