@@ -20,6 +20,6 @@ if ! .venv/bin/python -m uv --version >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
 fi
 export VIRTUAL_ENV="$PWD/.venv"
-.venv/bin/python -m uv pip sync --quiet requirements/dev.lock
+.venv/bin/python -m uv pip sync --quiet --compile-bytecode requirements/dev.lock  # .pyc files: every test subprocess imports Airflow
 .venv/bin/python -m uv pip install --quiet --no-deps -e .
 echo "bootstrap: .venv matches requirements/dev.lock"
