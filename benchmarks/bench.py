@@ -1,34 +1,50 @@
-"""Throughput and memory of the upload path, side by side with the botocore floor.
+"""Throughput, memory, parallel layers and CPU of the upload path, side by side with their floors.
 
-    python benchmarks/bench.py [--quick]
+    python benchmarks/bench.py [--quick] [--only SECTIONS]
 
-Starts two processes on loopback: moto's server (``benchmarks/moto_server.py``:
+Starts three processes on loopback: moto's server (``benchmarks/moto_server.py``:
 S3 holding the artifacts, with ranged GETs that read only the range, and the
-strict ECR for the server-bound reference runs) and ``benchmarks/sink.py`` (an ECR
-that reads and discards every body). Then measures, in one run:
+strict ECR for the server-bound reference runs), ``benchmarks/sink.py`` (an ECR
+that reads and discards every body) and a second sink that answers each part
+``PART_DELAY_MS`` after reading it. Then measures, by section (``--only`` takes a
+comma-separated list of them; all by default):
 
-- **floor**: a plain boto3 loop calling UploadLayerPart on one part already in
-  memory (no S3, no hashing), to the sink;
-- **ours**: ``UploadLayerPartsOperator``'s path (``open_source`` on an
-  ``s3://`` ``ObjectStoragePath`` read through s3fs from moto, then
-  ``EcrLayersHook.upload_parts``: pipelined reads, sha256, fast request), to the
-  sink, with the fast request on and off;
-- the floor loop and ours against moto's ECR (server-bound, for reference);
-- peak RSS growth of ours for a small and a large artifact, each in a fresh process;
-- four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink;
-  and again to a second sink that answers each part ``PART_DELAY_MS`` after reading
-  it (a stand-in for a real registry's round trip: what parallel layers are for).
+- ``throughput``: **floor**, a plain boto3 loop calling UploadLayerPart on one part
+  already in memory (no S3, no hashing), to the sink; **ours**,
+  ``UploadLayerPartsOperator``'s path (``open_source`` on an ``s3://``
+  ``ObjectStoragePath`` read through s3fs from moto, then ``EcrLayersHook.upload_parts``:
+  pipelined reads, sha256, fast request), to the sink, with the fast request on and
+  off; the floor loop and ours against moto's ECR (server-bound, for reference);
+- ``rss``: peak RSS growth of ours for a small and a large artifact, each in a fresh process;
+- ``parallel``: four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink;
+- ``rtt``: the same four layers at ``max_concurrency`` 1, 2 and 4 to the sink that holds
+  each answer (a stand-in for a real registry's round trip: what parallel layers are for),
+  each speedup beside its ceiling and what ran out;
+- ``cpu``: the client process's CPU seconds per GiB of ours, against the floor measured
+  in the same process: sha256 of the bytes, base64 into the body, sha256 of the body;
+- ``repush``: re-pushing a prefix unchanged and with one object changed; one file as one
+  layer and as four chunks to the slow sink;
+- ``copy``: a layer copied from moto's ECR to the sink, against a push of the same bytes.
 
-It ends with one line::
+It ends with summary lines::
 
     bench: ours_vs_floor=<x.xx> rss_growth_parts=<y.y> rss_2g_vs_256m=<z.zz> parallel_speedup=<w.ww>
+           parallel_speedup_rtt=<a.aa> parallel_speedup_rtt4=<b.bb> rtt4_ceiling=<c.cc>
+           cpu_s_per_gib=<d.dd> cpu_floor_s_per_gib=<e.ee>
+    repush: ...
+    copy: ...
 
-``ours_vs_floor`` is ours (fast request) over the floor in MiB/s to the sink;
-``rss_growth_parts`` the large run's peak RSS growth over the part size;
-``rss_2g_vs_256m`` the large run's peak RSS over the small run's (the table also
-shows the ratio of the growths, which leaves out the ~170 MiB Airflow brings);
-``parallel_speedup`` the four layers' time at concurrency 1 over concurrency 2, to the
-sink that answers at once (the slow sink's speedup is printed in its table).
+(one ``bench:`` line; only the fields of the sections run). ``ours_vs_floor`` is ours
+(fast request) over the floor in MiB/s to the sink; ``rss_growth_parts`` the large run's
+peak RSS growth over the part size; ``rss_2g_vs_256m`` the large run's peak RSS over the
+small run's (the table also shows the ratio of the growths, which leaves out the ~170 MiB
+Airflow brings); ``parallel_speedup`` the four layers' time at concurrency 1 over
+concurrency 2, to the sink that answers at once; ``parallel_speedup_rtt`` and
+``parallel_speedup_rtt4`` the same at concurrency 2 and 4 to the sink that holds each
+answer, ``rtt4_ceiling`` the most concurrency 4 can gain there: the smaller of the layers
+in flight and the cores over the cores busy (client and servers) at concurrency 1;
+``cpu_s_per_gib`` the client's user + system seconds per GiB of ours, and
+``cpu_floor_s_per_gib`` the sum of the three steps no client can skip.
 ``--quick`` scales every size down (the memory pair becomes 64 MiB and 512 MiB).
 """
 
