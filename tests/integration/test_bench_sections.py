@@ -5,29 +5,18 @@ the figures of a tiny run mean nothing."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
-from types import ModuleType
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, load_script
 
 BENCH_PATH = ROOT / "benchmarks" / "bench.py"
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_main", BENCH_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_script(BENCH_PATH, "bench_main")
 
 
 def test_only_takes_known_sections_and_names_the_unknown_ones() -> None:
