@@ -1,34 +1,50 @@
-"""Throughput and memory of the upload path, side by side with the botocore floor.
+"""Throughput, memory, parallel layers and CPU of the upload path, side by side with their floors.
 
-    python benchmarks/bench.py [--quick]
+    python benchmarks/bench.py [--quick] [--only SECTIONS]
 
-Starts two processes on loopback: moto's server (``benchmarks/moto_server.py``:
+Starts three processes on loopback: moto's server (``benchmarks/moto_server.py``:
 S3 holding the artifacts, with ranged GETs that read only the range, and the
-strict ECR for the server-bound reference runs) and ``benchmarks/sink.py`` (an ECR
-that reads and discards every body). Then measures, in one run:
+strict ECR for the server-bound reference runs), ``benchmarks/sink.py`` (an ECR
+that reads and discards every body) and a second sink that answers each part
+``PART_DELAY_MS`` after reading it. Then measures, by section (``--only`` takes a
+comma-separated list of them; all by default):
 
-- **floor**: a plain boto3 loop calling UploadLayerPart on one part already in
-  memory (no S3, no hashing), to the sink;
-- **ours**: ``UploadLayerPartsOperator``'s path (``open_source`` on an
-  ``s3://`` ``ObjectStoragePath`` read through s3fs from moto, then
-  ``EcrLayersHook.upload_parts``: pipelined reads, sha256, fast request), to the
-  sink, with the fast request on and off;
-- the floor loop and ours against moto's ECR (server-bound, for reference);
-- peak RSS growth of ours for a small and a large artifact, each in a fresh process;
-- four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink;
-  and again to a second sink that answers each part ``PART_DELAY_MS`` after reading
-  it (a stand-in for a real registry's round trip: what parallel layers are for).
+- ``throughput``: **floor**, a plain boto3 loop calling UploadLayerPart on one part
+  already in memory (no S3, no hashing), to the sink; **ours**,
+  ``UploadLayerPartsOperator``'s path (``open_source`` on an ``s3://``
+  ``ObjectStoragePath`` read through s3fs from moto, then ``EcrLayersHook.upload_parts``:
+  pipelined reads, sha256, fast request), to the sink, with the fast request on and
+  off; the floor loop and ours against moto's ECR (server-bound, for reference);
+- ``rss``: peak RSS growth of ours for a small and a large artifact, each in a fresh process;
+- ``parallel``: four layers through ``push_layers`` with ``max_concurrency`` 1 and 2, to the sink;
+- ``rtt``: the same four layers at ``max_concurrency`` 1, 2 and 4 to the sink that holds
+  each answer (a stand-in for a real registry's round trip: what parallel layers are for),
+  each speedup beside its ceiling and what ran out;
+- ``cpu``: the client process's CPU seconds per GiB of ours, against the floor measured
+  in the same process: sha256 of the bytes, base64 into the body, sha256 of the body;
+- ``repush``: re-pushing a prefix unchanged and with one object changed; one file as one
+  layer and as four chunks to the slow sink;
+- ``copy``: a layer copied from moto's ECR to the sink, against a push of the same bytes.
 
-It ends with one line::
+It ends with summary lines::
 
     bench: ours_vs_floor=<x.xx> rss_growth_parts=<y.y> rss_2g_vs_256m=<z.zz> parallel_speedup=<w.ww>
+           parallel_speedup_rtt=<a.aa> parallel_speedup_rtt4=<b.bb> rtt4_ceiling=<c.cc>
+           cpu_s_per_gib=<d.dd> cpu_floor_s_per_gib=<e.ee>
+    repush: ...
+    copy: ...
 
-``ours_vs_floor`` is ours (fast request) over the floor in MiB/s to the sink;
-``rss_growth_parts`` the large run's peak RSS growth over the part size;
-``rss_2g_vs_256m`` the large run's peak RSS over the small run's (the table also
-shows the ratio of the growths, which leaves out the ~170 MiB Airflow brings);
-``parallel_speedup`` the four layers' time at concurrency 1 over concurrency 2, to the
-sink that answers at once (the slow sink's speedup is printed in its table).
+(one ``bench:`` line; only the fields of the sections run). ``ours_vs_floor`` is ours
+(fast request) over the floor in MiB/s to the sink; ``rss_growth_parts`` the large run's
+peak RSS growth over the part size; ``rss_2g_vs_256m`` the large run's peak RSS over the
+small run's (the table also shows the ratio of the growths, which leaves out the ~170 MiB
+Airflow brings); ``parallel_speedup`` the four layers' time at concurrency 1 over
+concurrency 2, to the sink that answers at once; ``parallel_speedup_rtt`` and
+``parallel_speedup_rtt4`` the same at concurrency 2 and 4 to the sink that holds each
+answer, ``rtt4_ceiling`` the most concurrency 4 can gain there: the smaller of the layers
+in flight and the cores over the cores busy (client and servers) at concurrency 1;
+``cpu_s_per_gib`` the client's user + system seconds per GiB of ours, and
+``cpu_floor_s_per_gib`` the sum of the three steps no client can skip.
 ``--quick`` scales every size down (the memory pair becomes 64 MiB and 512 MiB).
 """
 
@@ -111,6 +127,22 @@ QUICK = Sizes(
     chunked_file=256 * MiB,
     copy_layer=256 * MiB,
 )
+SECTIONS = ("throughput", "rss", "parallel", "rtt", "cpu", "repush", "copy")
+"""What ``--only`` can choose, in the order they run."""
+RTT_CONCURRENCIES = (1, 2, 4)
+"""The ``max_concurrency`` values of the run against the sink that holds each answer."""
+TINY = Sizes(
+    throughput=2 * MiB,
+    moto=1 * MiB,
+    rss_small=1 * MiB,
+    rss_large=2 * MiB,
+    layer=1 * MiB,
+    repeats=1,
+    repush_object=1 * MiB,
+    chunked_file=20 * MiB,  # four chunks of ECR's smallest part
+    copy_layer=2 * MiB,
+)
+"""For the test suite: every code path, no meaningful figure."""
 REPUSH_OBJECTS = 8
 REPUSH_PREFIX = "repush/"
 REPUSH_REPOSITORY = "bench/repush"
@@ -199,24 +231,41 @@ class CpuMeter:
         import psutil
 
         self._processes = {"client": psutil.Process(), **{name: psutil.Process(pid) for name, pid in pids.items()}}
+        self.seconds: dict[str, float] = {}
+        """CPU seconds (user + system) each process used in the block."""
         self.cores: dict[str, float] = {}
 
     def _times(self) -> dict[str, float]:
         return {name: sum(process.cpu_times()[:2]) for name, process in self._processes.items()}
 
+    @staticmethod
+    def _machine_busy() -> float:
+        """CPU seconds every process on the machine has used since boot (all but idle and iowait)."""
+        import psutil
+
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
     def __enter__(self) -> CpuMeter:
         self._started, self._before = time.perf_counter(), self._times()
+        self._machine_before = self._machine_busy()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self._started
-        self.cores = {name: (used - self._before[name]) / wall for name, used in self._times().items()}
+        self.wall = time.perf_counter() - self._started
+        self.seconds = {name: used - self._before[name] for name, used in self._times().items()}
+        self.cores = {name: used / self.wall for name, used in self.seconds.items()}
+        self.machine = (self._machine_busy() - self._machine_before) / self.wall
+        """Cores busy on the whole machine, ours and everyone else's."""
+
+    @property
+    def busy(self) -> float:
+        """Cores kept busy by all the processes together."""
+        return sum(self.cores.values())
 
     def __str__(self) -> str:
-        return (
-            ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
-            + f"; total {sum(self.cores.values()):.2f}"
-        )
+        each = ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+        return f"{each}; total {self.busy:.2f} (machine {self.machine:.2f})"
 
 
 def boto_client(service_name: str, endpoint_url: str, **config: Any) -> Any:
@@ -415,13 +464,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, load average {load}"
 
 
-def seed_all(moto_url: str, sizes: Sizes) -> dict[int, str]:
-    """The bucket, the moto repository, and one S3 object per size used."""
+def seed_all(moto_url: str, sizes: Sizes, sections: frozenset[str] = frozenset(SECTIONS)) -> dict[int, str]:
+    """The bucket, the moto repository, and one S3 object per size the ``sections`` use."""
     # moto joins a multipart upload in memory: a 2 GiB one can take a minute, and a retry would fail
     s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
     s3.create_bucket(Bucket=BUCKET)
     boto_client("ecr", moto_url).create_repository(repositoryName=REPOSITORY)
-    wanted = {WARMUP_SIZE, sizes.throughput, sizes.moto, sizes.rss_small, sizes.rss_large, sizes.layer}
+    used = {
+        "throughput": (sizes.throughput, sizes.moto),
+        "rss": (sizes.rss_small, sizes.rss_large),
+        "parallel": (sizes.layer,),
+        "rtt": (sizes.layer,),
+        "cpu": (sizes.throughput,),
+    }
+    wanted = {WARMUP_SIZE}.union(*(used.get(section, ()) for section in sections))
     return {size: seed_object(s3, f"artifact-{size}", size) for size in sorted(wanted)}
 
 
@@ -467,19 +523,121 @@ def measure_moto_throughput(sizes: Sizes, moto_url: str, keys: dict[int, str]) -
     ]
 
 
+LAYERS = 4
+"""Layers in each parallel run."""
+
+
 def measure_parallel(
-    sizes: Sizes, keys: dict[int, str], servers: dict[str, int], conn_id: str = SINK_CONN_ID
+    sizes: Sizes,
+    keys: dict[int, str],
+    servers: dict[str, int],
+    conn_id: str = SINK_CONN_ID,
+    concurrencies: tuple[int, ...] = (1, 2),
 ) -> dict[int, tuple[float, CpuMeter]]:
-    """Four layers at ``max_concurrency`` 1 and 2, interleaved ``repeats`` times: median seconds
-    and the cores busy during the median run."""
+    """:data:`LAYERS` layers at each ``max_concurrency``, interleaved ``repeats`` times: median
+    seconds and the cores busy during the median run."""
     hook = ecr_hook(conn_id, fast_upload=True)
-    found: dict[int, list[tuple[float, CpuMeter]]] = {1: [], 2: []}
+    found: dict[int, list[tuple[float, CpuMeter]]] = {concurrency: [] for concurrency in concurrencies}
     for _ in range(sizes.repeats):
         for concurrency, runs in found.items():
             with CpuMeter(**servers) as meter:
-                seconds = parallel_layers(hook, keys[sizes.layer], 4, concurrency)
+                seconds = parallel_layers(hook, keys[sizes.layer], LAYERS, concurrency)
             runs.append((seconds, meter))
     return {c: sorted(runs, key=lambda run: run[0])[len(runs) // 2] for c, runs in found.items()}
+
+
+def speedup(parallel: dict[int, tuple[float, CpuMeter]], concurrency: int) -> float:
+    """Time at concurrency 1 over time at ``concurrency``."""
+    return parallel[1][0] / parallel[concurrency][0]
+
+
+def ceiling(parallel: dict[int, tuple[float, CpuMeter]], concurrency: int) -> float:
+    """The most ``concurrency`` can gain over 1: the layers in flight, or the cores over the
+    cores busy (client and servers) at concurrency 1, whichever is smaller (the same work
+    cannot go faster than all the cores doing it)."""
+    cores = os.cpu_count() or 1
+    return min(float(min(concurrency, LAYERS)), cores / parallel[1][1].busy)
+
+
+# -- CPU per GiB ------------------------------------------------------------------------------
+GiB = 1024 * MiB
+FLOOR_TOKEN = b'"AAAAAAAAAAAAAAAAAAAAAAAA"'
+"""Stands for the blob in the floor's body, as fast_request's placeholder does in a real one."""
+FLOOR_BODY = b'{"layerPartBlob": ' + FLOOR_TOKEN + b', "partFirstByte": 0, "partLastByte": 20971519}'
+
+
+@dataclass(frozen=True)
+class CpuFigures:
+    ours: float
+    """The client process's user + system seconds per GiB sent (median of the runs)."""
+    ours_runs: list[float]
+    floor: dict[str, float]
+    """Each step no client can skip, in CPU seconds per GiB of layer (median of the parts)."""
+    servers: dict[str, float]
+    """The servers' CPU seconds per GiB during the median run (for reference: not the client's)."""
+
+    @property
+    def floor_total(self) -> float:
+        return sum(self.floor.values())
+
+
+def cpu_floor(size: int) -> dict[str, float]:
+    """The CPU seconds per GiB of the three steps a part cannot skip, each timed on this thread
+    over ``size`` bytes in 20 MiB parts: sha256 of the bytes (the layer digest), base64 into
+    the request body (the engine's own writer, :func:`~airflow_ecr_layers.core.fast_request.splice_blob`)
+    and sha256 of that body (SigV4 signs the payload)."""
+    from airflow_ecr_layers.core import fast_request
+
+    part = pattern_chunk(1, PART_SIZE)
+    times: dict[str, list[float]] = {"sha256 of the bytes": [], "base64 into the body": [], "sha256 of the body": []}
+    for _ in range(max(1, size // PART_SIZE)):
+        started = time.thread_time()
+        hashlib.sha256(part).digest()
+        hashed = time.thread_time()
+        body = fast_request.splice_blob(FLOOR_BODY, FLOOR_TOKEN, part)
+        encoded = time.thread_time()
+        hashlib.sha256(body).digest()
+        signed = time.thread_time()
+        for name, seconds in zip(times, (hashed - started, encoded - hashed, signed - encoded), strict=True):
+            times[name].append(seconds)
+    return {name: statistics.median(found) * GiB / PART_SIZE for name, found in times.items()}
+
+
+def measure_cpu(sizes: Sizes, keys: dict[int, str], servers: dict[str, int]) -> CpuFigures:
+    """Ours (S3 -> sha256 -> fast request, to the sink) ``repeats`` times, with the client's
+    CPU seconds per GiB; then the floor of the same bytes, in the same process."""
+    hook = ecr_hook(SINK_CONN_ID, fast_upload=True)
+    ours(hook, keys[WARMUP_SIZE])
+    url, gib = keys[sizes.throughput], sizes.throughput / GiB
+    runs: list[CpuMeter] = []
+    for _ in range(sizes.repeats):
+        with CpuMeter(**servers) as meter:
+            ours(hook, url)
+        runs.append(meter)
+    median = sorted(runs, key=lambda run: run.seconds["client"])[len(runs) // 2]
+    return CpuFigures(
+        ours=median.seconds["client"] / gib,
+        ours_runs=[run.seconds["client"] / gib for run in runs],
+        floor=cpu_floor(sizes.throughput),
+        servers={name: used / gib for name, used in median.seconds.items() if name != "client"},
+    )
+
+
+def print_cpu(sizes: Sizes, cpu: CpuFigures) -> None:
+    print(
+        f"\nCPU per GiB of ours (S3 -> sha256 -> fast request, to the sink), {sizes.throughput // MiB} MiB "
+        f"a run, median of {sizes.repeats}; the floor measured on this thread over the same bytes"
+    )
+    print(f"{'what':<44} {'s/GiB':>7}")
+    runs = ", ".join(f"{found:.2f}" for found in cpu.ours_runs)
+    print(f"{'ours: client process, user + system':<44} {cpu.ours:>7.2f}   (runs: {runs})")
+    for name, seconds in cpu.floor.items():
+        print(f"{'  floor: ' + name:<44} {seconds:>7.2f}")
+    print(f"{'floor, all three':<44} {cpu.floor_total:>7.2f}")
+    print(f"{'rest (kernel copies, HTTP, Python)':<44} {cpu.ours - cpu.floor_total:>7.2f}")
+    for name, seconds in cpu.servers.items():
+        print(f"{'(the ' + name + ' process, not counted)':<44} {seconds:>7.2f}")
+    print(f"ours / floor: {cpu.ours / cpu.floor_total:.2f}")
 
 
 # -- publishing what changed -----------------------------------------------------------------
@@ -651,52 +809,56 @@ def copy_line(sizes: Sizes, copied: dict[str, float], pushed: float) -> str:
     )
 
 
-def run_repush(sizes: Sizes) -> str:
-    """Only the re-push and chunk figures (``--repush-only``)."""
+def run(sizes: Sizes, sections: frozenset[str] = frozenset(SECTIONS)) -> str:
+    """Measure and print the ``sections`` (each table as soon as it is measured); return the
+    summary lines (``bench:``, ``repush:``, ``copy:``) with the fields of those sections."""
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
-    with services() as (moto, sink, slow_sink):
-        boto_client("s3", moto.url).create_bucket(Bucket=BUCKET)
-        pushes = measure_repush(sizes, moto.url)
-        chunks = measure_chunked(sizes, moto.url)
-        copied, pushed = measure_copy(sizes, moto.url)
-    print_repush(sizes, pushes, chunks)
-    print_copy(sizes, copied, pushed)
-    print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
-    return repush_line(pushes, chunks) + "\n" + copy_line(sizes, copied, pushed)
-
-
-def run(sizes: Sizes) -> str:
-    started = time.perf_counter()
-    print(f"machine: {machine()}", flush=True)
+    bench: list[str] = []
+    lines: list[str] = []
     with services() as (moto, sink, slow_sink):
         print(f"seeding S3 on {moto.url} ...", flush=True)
-        keys = seed_all(moto.url, sizes)
-        print(f"seeded in {time.perf_counter() - started:.0f}s; measuring", flush=True)
-        rows = measure_sink_throughput(sizes, sink.url, keys) + measure_moto_throughput(sizes, moto.url, keys)
-        small = measure_rss(keys[sizes.rss_small], keys[WARMUP_SIZE])
-        large = measure_rss(keys[sizes.rss_large], keys[WARMUP_SIZE])
-        parallel = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
-        waiting = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": slow_sink.pid}, SLOW_SINK_CONN_ID)
-        pushes = measure_repush(sizes, moto.url)
-        chunks = measure_chunked(sizes, moto.url)
-        copied, pushed = measure_copy(sizes, moto.url)
-
-    print_throughput(rows, sizes.repeats)
-    print_memory(sizes, small, large)
-    print_parallel(sizes, parallel, "the sink")
-    print_parallel(sizes, waiting, f"a sink that answers each part {PART_DELAY_MS} ms after reading it")
-    print_repush(sizes, pushes, chunks)
-    print_copy(sizes, copied, pushed)
+        keys = seed_all(moto.url, sizes, sections)
+        chosen = ", ".join(name for name in SECTIONS if name in sections)
+        print(f"seeded in {time.perf_counter() - started:.0f}s; measuring: {chosen}", flush=True)
+        if "throughput" in sections:
+            rows = measure_sink_throughput(sizes, sink.url, keys) + measure_moto_throughput(sizes, moto.url, keys)
+            print_throughput(rows, sizes.repeats)
+            bench.append(f"ours_vs_floor={rows[2].rate / rows[0].rate:.2f}")
+        if "rss" in sections:
+            small = measure_rss(keys[sizes.rss_small], keys[WARMUP_SIZE])
+            large = measure_rss(keys[sizes.rss_large], keys[WARMUP_SIZE])
+            print_memory(sizes, small, large)
+            bench.append(f"rss_growth_parts={large['growth'] / PART_SIZE:.1f}")
+            bench.append(f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f}")
+        if "parallel" in sections:
+            parallel = measure_parallel(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
+            print_parallel(sizes, parallel, "the sink")
+            bench.append(f"parallel_speedup={speedup(parallel, 2):.2f}")
+        if "rtt" in sections:
+            waiting = measure_parallel(
+                sizes, keys, {"moto": moto.pid, "sink": slow_sink.pid}, SLOW_SINK_CONN_ID, RTT_CONCURRENCIES
+            )
+            print_parallel(sizes, waiting, f"a sink that answers each part {PART_DELAY_MS} ms after reading it")
+            bench.append(f"parallel_speedup_rtt={speedup(waiting, 2):.2f}")
+            bench.append(f"parallel_speedup_rtt4={speedup(waiting, 4):.2f}")
+            bench.append(f"rtt4_ceiling={ceiling(waiting, 4):.2f}")
+        if "cpu" in sections:
+            cpu = measure_cpu(sizes, keys, {"moto": moto.pid, "sink": sink.pid})
+            print_cpu(sizes, cpu)
+            bench.append(f"cpu_s_per_gib={cpu.ours:.2f}")
+            bench.append(f"cpu_floor_s_per_gib={cpu.floor_total:.2f}")
+        if "repush" in sections:
+            pushes = measure_repush(sizes, moto.url)
+            chunks = measure_chunked(sizes, moto.url)
+            print_repush(sizes, pushes, chunks)
+            lines.append(repush_line(pushes, chunks))
+        if "copy" in sections:
+            copied, pushed = measure_copy(sizes, moto.url)
+            print_copy(sizes, copied, pushed)
+            lines.append(copy_line(sizes, copied, pushed))
     print(f"\ntotal {time.perf_counter() - started:.0f}s; machine after: {machine()}")
-    floor, fast = rows[0].rate, rows[2].rate
-    return (
-        f"bench: ours_vs_floor={fast / floor:.2f} rss_growth_parts={large['growth'] / PART_SIZE:.1f} "
-        f"rss_2g_vs_256m={large['peak'] / small['peak']:.2f} parallel_speedup={parallel[1][0] / parallel[2][0]:.2f}\n"
-        + repush_line(pushes, chunks)
-        + "\n"
-        + copy_line(sizes, copied, pushed)
-    )
+    return "\n".join(([f"bench: {' '.join(bench)}"] if bench else []) + lines)
 
 
 def print_throughput(rows: list[Row], repeats: int) -> None:
@@ -722,22 +884,55 @@ def print_memory(sizes: Sizes, small: dict[str, float], large: dict[str, float])
 
 
 def print_parallel(sizes: Sizes, parallel: dict[int, tuple[float, CpuMeter]], target: str) -> None:
-    print(f"\nfour {sizes.layer // MiB} MiB layers, push_layers to {target} (median of {sizes.repeats})")
+    print(f"\n{LAYERS} {sizes.layer // MiB} MiB layers, push_layers to {target} (median of {sizes.repeats})")
     print(f"{'max_concurrency':>15} {'s':>7} {'MiB/s':>8}   cores busy")
     for concurrency, (seconds, meter) in parallel.items():
-        print(f"{concurrency:>15} {seconds:>7.2f} {mib_per_s(4 * sizes.layer, seconds):>8.1f}   {meter}")
-    busy = sum(parallel[1][1].cores.values())
+        print(f"{concurrency:>15} {seconds:>7.2f} {mib_per_s(LAYERS * sizes.layer, seconds):>8.1f}   {meter}")
     cores = os.cpu_count() or 1
-    print(
-        f"speedup, concurrency 2 over 1: {parallel[1][0] / parallel[2][0]:.2f} "
-        f"(ceiling: min(2 layers, {cores} cores / {busy:.2f} busy at 1) = {min(2.0, cores / busy):.2f})"
-    )
+    busy = parallel[1][1].busy
+    for concurrency in [c for c in parallel if c > 1]:
+        gained, most = speedup(parallel, concurrency), ceiling(parallel, concurrency)
+        in_flight = min(concurrency, LAYERS)
+        print(
+            f"speedup, concurrency {concurrency} over 1: {gained:.2f} (ceiling: min({in_flight} layers, "
+            f"{cores} cores / {busy:.2f} busy at 1) = {most:.2f}; {gained / most:.2f} of it; "
+            f"{limit(parallel[concurrency][1], cores)})"
+        )
+
+
+def limit(meter: CpuMeter, cores: int) -> str:
+    """What a parallel run ran out of: the cores (ours, or taken by other work on the
+    machine), or neither (then the layers waited on the servers' answers)."""
+    if meter.busy >= 0.9 * cores:
+        return f"the cores ran out: {meter.busy:.2f} of {cores} busy with the client and servers"
+    if meter.machine >= 0.9 * cores:
+        others = meter.machine - meter.busy
+        return f"the cores ran out: {meter.machine:.2f} of {cores} busy, {others:.2f} of them with other work"
+    return f"no core ran out ({meter.machine:.2f} of {cores} busy): the layers waited on the servers"
+
+
+def parse_sections(text: str) -> frozenset[str]:
+    """``--only``'s comma-separated section names, checked."""
+    chosen = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(chosen - set(SECTIONS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown section(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}"
+        )
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each (under 2 minutes)")
-    parser.add_argument("--repush-only", action="store_true", help="only the re-push and chunked figures")
+    parser.add_argument(
+        "--only",
+        type=parse_sections,
+        metavar="SECTIONS",
+        help=f"run only these sections, comma-separated: {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument("--repush-only", action="store_true", help="only the re-push, chunk and copy figures")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's sizes
     parser.add_argument("--rss-child", nargs=2, metavar=("URL", "WARMUP_URL"), help=argparse.SUPPRESS)
     parser.add_argument("--copy-child", metavar="WARMUP_TAG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -747,8 +942,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.copy_child:
         print(json.dumps(copy_child(args.copy_child)))
         return 0
-    sizes = QUICK if args.quick else FULL
-    print(run_repush(sizes) if args.repush_only else run(sizes))
+    sizes = TINY if args.tiny else QUICK if args.quick else FULL
+    sections = frozenset({"repush", "copy"}) if args.repush_only else args.only or frozenset(SECTIONS)
+    print(run(sizes, sections))
     return 0
 
 

@@ -4,32 +4,20 @@ gives are for real requests: the fast and the stock UploadLayerPart bodies both 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 import threading
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
 from airflow_ecr_layers.core import fast_request
-from helpers import ROOT
+from helpers import ROOT, load_script
 
 SINK_PATH = ROOT / "benchmarks" / "sink.py"
 
 
-def _load_sink() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_sink", SINK_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sink = _load_sink()
+sink = load_script(SINK_PATH, "bench_sink")
 
 
 @pytest.fixture
