@@ -568,20 +568,28 @@ def airflow_env(
     return env
 
 
-def start_airflow(home: Path, env: dict[str, str], api_port: int, stack: contextlib.ExitStack) -> list[Service]:
-    """``airflow db migrate``, then scheduler, dag-processor and api-server in the background."""
+def start_airflow(
+    home: Path,
+    env: dict[str, str],
+    api_port: int,
+    stack: contextlib.ExitStack,
+    workers: Sequence[tuple[str, list[str], dict[str, str]]] = (),
+) -> list[Service]:
+    """``airflow db migrate``, then scheduler, dag-processor and api-server in the background,
+    and the ``workers`` (name, argv, environment) with them, so they start up meanwhile."""
     say("airflow db migrate (PostgreSQL)")
     run_checked("airflow db migrate", [AIRFLOW, "db", "migrate"], env, cwd=home, timeout=300)
     say("metadata database migrated")
     services = []
-    for name, argv in (
-        ("api-server", [AIRFLOW, "api-server", "--host", HOST, "--port", str(api_port)]),
+    for name, argv, service_env in (
+        ("api-server", [AIRFLOW, "api-server", "--host", HOST, "--port", str(api_port)], env),
         # No log server: it binds every interface, and the api-server reads task logs
         # from this machine's disk anyway.
-        ("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"]),
-        ("dag-processor", [AIRFLOW, "dag-processor"]),
+        ("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"], env),
+        ("dag-processor", [AIRFLOW, "dag-processor"], env),
+        *workers,
     ):
-        service = Service.start(f"airflow {name}", argv, home / "logs" / f"{name}.log", env, cwd=home)
+        service = Service.start(f"airflow {name}", argv, home / "logs" / f"{name}.log", service_env, cwd=home)
         stack.callback(_stop, service)
         services.append(service)
         say(f"started airflow {name} (pid {service.popen.pid}), log {service.log_path}")
@@ -599,31 +607,29 @@ def start_airflow(home: Path, env: dict[str, str], api_port: int, stack: context
     return services
 
 
-def start_celery_workers(
-    home: Path, env: dict[str, str], broker: Broker, concurrency: int, stack: contextlib.ExitStack
-) -> list[Service]:
-    """Two ``airflow celery worker`` processes with distinct Celery hostnames, each with
-    ``concurrency`` pool processes; back once both answer a Celery ping through the broker.
+def celery_workers(env: dict[str, str], concurrency: int) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(name, argv, environment) of two ``airflow celery worker`` processes with distinct
+    Celery hostnames, each with ``concurrency`` pool processes.
 
     Each records its node name as the task instances' ``hostname`` (``celery_node_name``):
     on one machine, that is what tells the workers apart."""
-    from celery import Celery
-
     worker_env = {
         **env,
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "celery_node_name.celery_node_name",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), env.get("PYTHONPATH")])),
     }
-    services = []
-    for name in CELERY_WORKERS:
-        argv = [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(concurrency)]
-        # No log server (it binds every interface; the api-server reads task logs from this
-        # machine's disk), no gossip or mingle (start-up chatter a two-worker run does not need).
-        argv += ["--skip-serve-logs", "--without-gossip", "--without-mingle"]
-        service = Service.start(f"celery {name}", argv, home / "logs" / f"celery-{name}.log", worker_env, cwd=home)
-        stack.callback(_stop, service)
-        services.append(service)
-        say(f"started airflow celery worker {name}@... (pid {service.popen.pid}), log {service.log_path}")
+    # No log server (it binds every interface; the api-server reads task logs from this
+    # machine's disk), no gossip or mingle (start-up chatter a two-worker run does not need).
+    options = ["--concurrency", str(concurrency), "--skip-serve-logs", "--without-gossip", "--without-mingle"]
+    return [
+        (f"celery-{name}", [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", *options], worker_env)
+        for name in CELERY_WORKERS
+    ]
+
+
+def wait_for_celery_workers(broker: Broker, services: Sequence[Service]) -> None:
+    """Until both Celery workers answer a ping through the broker."""
+    from celery import Celery
 
     app = Celery(broker=broker.url)
 
@@ -634,8 +640,7 @@ def start_celery_workers(
 
     nodes = wait_for("both Celery workers to answer a ping", both_answer, timeout=180, interval=1, alive=services)
     app.close()
-    say(f"Celery workers ready: {', '.join(nodes)} ({concurrency} pool processes each)")
-    return services
+    say(f"Celery workers ready: {', '.join(nodes)}")
 
 
 def uploads_per_worker(intervals: Sequence[Interval]) -> tuple[dict[str, int], str | None]:
@@ -1081,9 +1086,10 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[str], str]:
             home, pg, throttler.endpoint_url if throttler else endpoint_url, api_port, args.parallelism, broker
         )
         say(f"AIRFLOW_HOME={home}; executor {executor}, parallelism {args.parallelism}; dags folder {DAGS_FOLDER}")
-        services = start_airflow(home, env, api_port, stack)
+        workers = celery_workers(env, args.worker_concurrency) if broker else []
+        services = start_airflow(home, env, api_port, stack, workers)
         if broker is not None:
-            services += start_celery_workers(home, env, broker, args.worker_concurrency, stack)
+            wait_for_celery_workers(broker, services)
         wait_for_dag(pg, services, timeout=180)
         check_loopback_only([pg.service, aws, *([broker.service] if broker else []), *services])
 
