@@ -388,6 +388,13 @@ def _stop(service: Service) -> None:
         say(f"  could not stop {service.name} cleanly: {exc}")
 
 
+def _stop_together(services: Sequence[Service]) -> None:
+    """Stop ``services`` at the same time: each waits out its own grace period, not the sum."""
+    if services:
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            list(pool.map(_stop, services))
+
+
 # -- embedded ECR+S3 -----------------------------------------------------------------------
 
 
@@ -580,7 +587,8 @@ def start_airflow(
     say("airflow db migrate (PostgreSQL)")
     run_checked("airflow db migrate", [AIRFLOW, "db", "migrate"], env, cwd=home, timeout=300)
     say("metadata database migrated")
-    services = []
+    services: list[Service] = []
+    stack.callback(_stop_together, services)  # the Airflow processes and workers, all at once
     for name, argv, service_env in (
         ("api-server", [AIRFLOW, "api-server", "--host", HOST, "--port", str(api_port)], env),
         # No log server: it binds every interface, and the api-server reads task logs
@@ -590,7 +598,6 @@ def start_airflow(
         *workers,
     ):
         service = Service.start(f"airflow {name}", argv, home / "logs" / f"{name}.log", service_env, cwd=home)
-        stack.callback(_stop, service)
         services.append(service)
         say(f"started airflow {name} (pid {service.popen.pid}), log {service.log_path}")
 
