@@ -547,6 +547,8 @@ def airflow_env(
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(16, parallelism)),
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Task processes parse the DAG file again; 30 s (the default) ran out on a loaded 2-core machine.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
@@ -609,7 +611,9 @@ def start_airflow(
         except (urllib.error.URLError, OSError):
             return False
 
-    wait_for("the api-server's execution API", healthy, timeout=120, interval=1, alive=services)
+    # Generous bounds: on a loaded 2-core machine the first request (the app loading) and an
+    # airflow CLI start each took over two minutes; they bound a failure, not the run.
+    wait_for("the api-server's execution API", healthy, timeout=300, interval=1, alive=services)
     say(f"api-server answers on http://{HOST}:{api_port}/execution/health")
     return services
 
@@ -730,7 +734,7 @@ def trigger(env: dict[str, str], home: Path, run_id: str, conf: dict[str, Any], 
         [AIRFLOW, "dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf), "--output", "json"],
         env,
         cwd=home,
-        timeout=120,
+        timeout=300,
     )
     say("DAG run created")
 
