@@ -1,6 +1,7 @@
-"""The mapped fan-out DAG under a real scheduler (LocalExecutor, PostgreSQL) against the embedded ECR:
+"""The mapped fan-out DAG under a real scheduler (PostgreSQL) against the embedded ECR. LocalExecutor:
 eight mapped uploads to one repository while 30 % of the ECR calls are throttled, then two runs of
-the one-step push DAG pushing to one tag at once."""
+the one-step push DAG pushing to one tag at once. CeleryExecutor: a smaller run (four 8 MiB
+sources) on two Celery workers with a Redis broker, each of which must have run uploads."""
 
 from __future__ import annotations
 
@@ -15,29 +16,28 @@ import pytest
 from helpers import ROOT
 
 
-@pytest.mark.timeout(1500)
-def test_the_distributed_run_overlaps_uploads_survives_throttling_and_concurrent_tag_pushes() -> None:
-    if os.geteuid() != 0 and not shutil.which("initdb") and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        pytest.skip("PostgreSQL is not installed and this is not root: scripts/distributed-run.sh cannot install it")
+def distributed_run(*args: str, timeout: float) -> str:
+    """Run scripts/distributed-run.sh with ``args``; its last line, once it has succeeded
+    (skipped where the servers it needs are missing and cannot be installed)."""
+    if os.geteuid() != 0:
+        missing = [] if shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb") else ["PostgreSQL"]
+        missing += ["redis-server"] if "celery" in args and not shutil.which("redis-server") else []
+        if missing:
+            pytest.skip(f"{' and '.join(missing)} missing and this is not root: distributed-run.sh cannot install it")
     done = subprocess.run(
-        [
-            "bash",
-            str(ROOT / "scripts" / "distributed-run.sh"),
-            "--sources",
-            "8",
-            "--size-mib",
-            "12",
-            "--throttle",
-            "0.3",
-            "--same-tag",
-        ],
+        ["bash", str(ROOT / "scripts" / "distributed-run.sh"), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        timeout=1400,
+        timeout=timeout,
     )
-    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-4000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.timeout(1500)
+def test_the_distributed_run_overlaps_uploads_survives_throttling_and_concurrent_tag_pushes() -> None:
+    last = distributed_run("--sources", "8", "--size-mib", "12", "--throttle", "0.3", "--same-tag", timeout=1400)
     found = re.fullmatch(
         r"distributed run: ok \(max overlapping uploads = (\d+); tasks=(\d+); same-tag runs: both ok, tag on "
         r"(\d)'s digest, throttled=(\d+) of (\d+) ECR calls, our retries=(\d+), task retries=(\d+)\)",
@@ -47,3 +47,17 @@ def test_the_distributed_run_overlaps_uploads_survives_throttling_and_concurrent
     overlap, tasks, _, throttled, total, _, _ = (int(g) for g in found.groups())
     assert overlap >= 2 and tasks == 8
     assert 0.15 * total <= throttled <= 0.45 * total  # about 30 % of the calls, every one survived
+
+
+@pytest.mark.timeout(1000)
+def test_the_celery_run_spreads_uploads_over_two_workers() -> None:
+    last = distributed_run("--executor", "celery", "--sources", "4", "--size-mib", "8", timeout=900)
+    found = re.fullmatch(
+        r"distributed run: ok \(executor=CeleryExecutor, workers=2, uploads per worker=(\d+)/(\d+), "
+        r"max overlapping uploads=(\d+)\)",
+        last,
+    )
+    assert found, last
+    on_a, on_b, overlap = (int(g) for g in found.groups())
+    assert on_a >= 1 and on_b >= 1 and on_a + on_b == 4  # every upload ran, on both workers
+    assert overlap >= 2
