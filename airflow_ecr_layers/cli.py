@@ -80,13 +80,19 @@ def make_engine(
         from airflow_ecr_layers.core.client import EcrClient
 
         def client() -> Any:  # a new session reads the credentials chain again
-            return botocore.session.get_session().create_client(
-                "ecr", region_name=region, endpoint_url=args.endpoint_url
-            )
+            session = botocore.session.get_session()
+            region_name = plain_region(session, region)
+            return session.create_client("ecr", region_name=region_name, endpoint_url=args.endpoint_url)
 
         engine = EcrClient(client(), refresh=client)
     engine.progress = progress
     return engine
+
+
+def plain_region(session: Any, region: str | None) -> str | None:
+    """``--region``, else botocore's own (``AWS_DEFAULT_REGION``, the profile), else ``AWS_REGION``,
+    which botocore does not read but Lambda, ECS and the other AWS SDKs set."""
+    return region or session.get_config_variable("region") or os.environ.get("AWS_REGION") or None
 
 
 def storage_of(args: argparse.Namespace) -> Resolver:

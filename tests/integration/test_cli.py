@@ -56,6 +56,24 @@ def test_push_with_plain_aws_environment(
     assert result["layers"][0]["digest"] == sha256(b"plain chain")
 
 
+def test_the_plain_chain_takes_the_region_from_aws_region_too(
+    capsys: Any, repo: str, put_object: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore reads AWS_DEFAULT_REGION only; Lambda, ECS and the other SDKs set AWS_REGION."""
+    for key, value in aws.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    url = put_object("cli/region.bin", b"region from AWS_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    code, _, err = run(capsys, "push", url, f"{repo}:no-region")
+    assert code != 0 and "region" in err.lower()
+    monkeypatch.setenv("AWS_REGION", aws.region)
+    code, result, err = run(capsys, "push", url, f"{repo}:region")
+    assert code == 0, err
+    assert result["layers"][0]["digest"] == sha256(b"region from AWS_REGION")
+
+
 def test_plan_is_a_dry_run(capsys: Any, put_object: Any, stats: Any) -> None:
     url = put_object("cli/big.bin", pattern_bytes(12 * MiB + 1))
     code, result, _ = run(capsys, "plan", url, "--part-size", str(5 * MiB), "--conn-id", "aws_default")
