@@ -3,7 +3,8 @@
 It speaks just enough of ECR's JSON protocol (``X-Amz-Target`` dispatch) for
 botocore and for this project's upload loop: ``DescribeRepositories``,
 ``BatchCheckLayerAvailability``, ``InitiateLayerUpload``, ``UploadLayerPart``,
-``CompleteLayerUpload`` and ``PutImage``. ``UploadLayerPart`` bodies are read in
+``CompleteLayerUpload``, ``PutImage`` and ``BatchGetImage`` (never finds an image).
+``UploadLayerPart`` bodies are read in
 chunks into one reused buffer and thrown away; ``partLastByte`` is found in the
 first or last few hundred bytes of the body, so the sink never decodes the JSON
 of a 28 MB request. It checks nothing (not the signature, not the offsets): it
@@ -73,6 +74,7 @@ class EcrSinkHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         operation = self.headers.get("X-Amz-Target", "").removeprefix(TARGET_PREFIX)
+        self.server.arrived(operation)
         length = int(self.headers.get("Content-Length") or 0)
         try:
             if operation == "UploadLayerPart":
@@ -124,6 +126,14 @@ class EcrSinkHandler(BaseHTTPRequestHandler):
             "uploadId": _edge_field(head, tail, "uploadId"),
             "lastByteReceived": part_last_byte(head, bytes(tail)),
         }
+
+    def batch_get_image(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Nothing is kept, so no image is ever found (a push's reuse check asks)."""
+        failures = [
+            {"imageId": image_id, "failureCode": "ImageNotFound", "failureReason": "Requested image not found"}
+            for image_id in body.get("imageIds", [])
+        ]
+        return {"images": [], "failures": failures}
 
     def describe_repositories(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"repositories": [_repository(name) for name in body.get("repositoryNames") or ["sink"]]}
@@ -192,11 +202,18 @@ class EcrSinkServer(ThreadingHTTPServer):
         self.part_size = part_size
         self.part_delay = part_delay
         self.received = 0
+        self.arrivals: list[tuple[float, str]] = []
+        """(time.monotonic() when the request's headers were read, operation), in order: the
+        clock is the machine's, so a client process can be timed against it."""
         self._lock = threading.Lock()
 
     def count(self, length: int) -> None:
         with self._lock:
             self.received += length
+
+    def arrived(self, operation: str) -> None:
+        with self._lock:
+            self.arrivals.append((time.monotonic(), operation))
 
     @property
     def endpoint_url(self) -> str:
