@@ -1,6 +1,6 @@
 """The one place that papers over API differences between the Airflow 3.x versions this provider supports.
 
-pyproject's floors (apache-airflow 3.0.0, the amazon provider 9.4.0) are tested by ``scripts/test-floor.sh``
+pyproject's floors (apache-airflow 3.0.0, the amazon provider 9.5.0) are tested by ``scripts/test-floor.sh``
 against ``requirements/floor.lock``; the newest versions by the main lock. Import these names from here, not
 from Airflow, wherever the two differ:
 

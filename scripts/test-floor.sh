@@ -17,4 +17,9 @@ export VIRTUAL_ENV="$PWD/.venv-floor"
 echo "test-floor: .venv-floor matches requirements/floor.lock ($(.venv-floor/bin/python -c \
   'from importlib.metadata import version as v; print("apache-airflow", v("apache-airflow"), "amazon", v("apache-airflow-providers-amazon"))'))"
 if [ "$#" -eq 0 ]; then set -- tests/unit tests/integration; fi
-exec .venv-floor/bin/python -m pytest -p no:cacheprovider "$@"
+# The one warning let through here, and only here: Airflow 3.0.0's own ObjectStoragePath calls os.fspath()
+# on the path it joins ("/"), and universal-pathlib 0.2 answers every such call on a remote path with this
+# PendingDeprecationWarning. It is raised inside Airflow, not by this provider; Airflow 3.1+ (dev.lock) does
+# not do it, and there every deprecation still fails the tests.
+exec .venv-floor/bin/python -m pytest -p no:cacheprovider \
+  -W "ignore:in a future version of UPath this will be set to None:PendingDeprecationWarning" "$@"
