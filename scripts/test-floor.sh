@@ -19,7 +19,7 @@ echo "test-floor: .venv-floor matches requirements/floor.lock ($(.venv-floor/bin
 if [ "$#" -eq 0 ]; then set -- tests/unit tests/integration; fi
 # The one warning let through here, and only here: Airflow 3.0.0's own ObjectStoragePath calls os.fspath()
 # on the path it joins ("/"), and universal-pathlib 0.2 answers every such call on a remote path with this
-# PendingDeprecationWarning. It is raised inside Airflow, not by this provider; Airflow 3.1+ (dev.lock) does
-# not do it, and there every deprecation still fails the tests.
+# PendingDeprecationWarning. It is raised inside Airflow, not by this provider; with dev.lock (Airflow 3.3,
+# universal-pathlib 0.3) nothing warns, and every deprecation still fails the tests.
 exec .venv-floor/bin/python -m pytest -p no:cacheprovider \
   -W "ignore:in a future version of UPath this will be set to None:PendingDeprecationWarning" "$@"
