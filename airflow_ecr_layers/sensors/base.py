@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.sdk import PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk import PokeReturnValue
 
+from airflow_ecr_layers._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, conf
 from airflow_ecr_layers.core.probes import require_image_selector
 from airflow_ecr_layers.core.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook

@@ -22,12 +22,15 @@ class _Event:
         self.extra: dict[str, Any] = {}
 
 
-class _OutletEvents(dict):  # type: ignore[type-arg]
-    """What Airflow hands a task as ``outlet_events``: an event per outlet, made on first use."""
+class _OutletEvents:
+    """What Airflow hands a task as ``outlet_events``: an event per outlet, made on first use, keyed as
+    Airflow keys it, by the asset's name and URI (an ``Asset`` is not hashable on Airflow 3.0)."""
 
-    def __missing__(self, key: Any) -> _Event:
-        self[key] = event = _Event()
-        return event
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], _Event] = {}
+
+    def __getitem__(self, asset: Any) -> _Event:
+        return self._events.setdefault((asset.name, asset.uri), _Event())
 
 
 def test_only_the_outlet_of_the_pushed_account_region_and_repository_gets_the_event(put_object: Any, repo: str) -> None:

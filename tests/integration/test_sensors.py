@@ -27,7 +27,7 @@ MISSING_DIGEST = "sha256:" + "0" * 64
 
 
 def _exceptions() -> tuple[type[BaseException], ...]:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
+    from airflow_ecr_layers._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
     return AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
@@ -360,7 +360,7 @@ def test_scan_sensor_fails_at_once_when_ecr_refuses_to_start_a_scan(
 
 
 def test_scan_sensor_soft_fail_skips_instead_of_failing(repo: str, push: Any, ecr: Any, scans: ScanScript) -> None:
-    from airflow.sdk.exceptions import AirflowSkipException
+    from airflow_ecr_layers._compat import AirflowSkipException
 
     push()
     start_scan(ecr, repo)
