@@ -16,7 +16,18 @@ export VIRTUAL_ENV="$PWD/.venv-floor"
 .venv/bin/python -m uv pip install --quiet --python .venv-floor/bin/python --no-deps -e .
 echo "test-floor: .venv-floor matches requirements/floor.lock ($(.venv-floor/bin/python -c \
   'from importlib.metadata import version as v; print("apache-airflow", v("apache-airflow"), "amazon", v("apache-airflow-providers-amazon"))'))"
-if [ "$#" -eq 0 ]; then set -- tests/unit tests/integration; fi
+if [ "$#" -eq 0 ] || { [ "$#" -eq 1 ] && [ "$1" = "-q" ]; }; then
+  # The unit tier, and the integration tests that meet Airflow's and the amazon provider's APIs:
+  # operators, sensors and triggers, assets and lineage, the hook and its connection, pull/copy,
+  # repositories, the CLI with --conn-id. The rest of the integration tier drives the pure core
+  # through botocore and does not change with the Airflow version; the dev lock runs all of it.
+  # test_docs.py checks the docs site with mkdocs, a dev tool this lock does not carry.
+  set -- "$@" tests/unit --ignore=tests/unit/test_docs.py \
+    tests/integration/test_operators.py tests/integration/test_sensors.py \
+    tests/integration/test_assets_lineage.py tests/integration/test_hook_lifecycle.py \
+    tests/integration/test_pull_copy.py tests/integration/test_repositories.py \
+    tests/integration/test_cli.py tests/integration/test_s3_reader.py
+fi
 # The one warning let through here, and only here: Airflow 3.0.0's own ObjectStoragePath calls os.fspath()
 # on the path it joins ("/"), and universal-pathlib 0.2 answers every such call on a remote path with this
 # PendingDeprecationWarning. It is raised inside Airflow, not by this provider; with dev.lock (Airflow 3.3,
