@@ -33,10 +33,6 @@ def load_hooks() -> ModuleType:
 HOOKS = load_hooks()
 EXAMPLES: list[Path] = HOOKS.example_dags()
 
-PENDING_PAGES: set[str] = set()
-"""Pages other branches add: the README may link to them before they exist (once they do, their
-anchors are checked like any other). Drop a name from here when its page lands."""
-
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)\)")
@@ -66,10 +62,8 @@ def broken_links(page: Path) -> list[str]:
             continue
         path, _, anchor = target.partition("#")
         linked = (page.parent / path).resolve() if path else page
-        name = linked.relative_to(ROOT).as_posix() if linked.is_relative_to(ROOT) else str(linked)
         if not linked.exists():
-            if name not in PENDING_PAGES:
-                broken.append(f"{target}: no file {path}")
+            broken.append(f"{target}: no file {path}")
             continue
         if anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text(encoding="utf-8")):
             broken.append(f"{target}: {path or page.name} has no heading #{anchor}")
@@ -91,7 +85,7 @@ def test_every_relative_link_of_the_readme_resolves() -> None:
 
 def test_the_readme_links_to_every_page_of_the_site() -> None:
     linked = {target.partition("#")[0] for target in LINK.findall(prose(README.read_text(encoding="utf-8")))}
-    pages = {path.relative_to(ROOT).as_posix() for path in DOCS.rglob("*.md")} | PENDING_PAGES
+    pages = {path.relative_to(ROOT).as_posix() for path in DOCS.rglob("*.md")}
     assert sorted(pages - linked - {"docs/index.md"}) == []
 
 
