@@ -12,8 +12,10 @@ A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (`
 Credentials: ``--conn-id`` uses an Airflow connection (for ECR and for the sources); without
 it, the plain AWS environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``,
 ...), sources are read with fsspec and s3fs directly, and Airflow is never imported.
-Results are printed as JSON on stdout; errors as one line on stderr, exit code 2 for
-bad input or a service refusal, 1 for anything else. On a terminal, push and
+Results are printed as JSON on stdout; errors as one line on stderr. Exit codes: 0 done;
+2 bad input, found before anything was written; 3 a failure a new try may get past (a
+transfer that failed, a source that changed while read, throttling, an upload that gave up
+after its retries); 1 anything else (ECR refused, a digest that does not match, ...). On a terminal, push and
 push-archive draw progress bars on stderr (``--no-progress``: none); otherwise nothing
 but errors is printed on stderr unless ``-v`` is given.
 """
@@ -29,13 +31,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
+from airflow_ecr_layers.core.errors import RETRYABLE, EcrLayersError, InvalidInputError
 from airflow_ecr_layers.core.limits import DEFAULT_MAX_CONCURRENCY
 
 if TYPE_CHECKING:  # each sub-command imports what it needs, when it runs: start-up stays short
-    from airflow_ecr_layers.core.progress import ProgressListener
-    from airflow_ecr_layers.core.resume import FileResumeStore
-    from airflow_ecr_layers.core.transfer import EcrTransfer
+    from airflow_ecr_layers.core.engine.progress import ProgressListener
+    from airflow_ecr_layers.core.engine.resume import FileResumeStore
+    from airflow_ecr_layers.core.engine.transfer import EcrTransfer
     from airflow_ecr_layers.storage import Resolver
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -77,14 +79,14 @@ def make_engine(
     else:
         import botocore.session
 
-        from airflow_ecr_layers.core.client import EcrClient
+        from airflow_ecr_layers.core.engine.client import build_engine
 
         def client() -> Any:  # a new session reads the credentials chain again
             session = botocore.session.get_session()
             region_name = plain_region(session, region)
             return session.create_client("ecr", region_name=region_name, endpoint_url=args.endpoint_url)
 
-        engine = EcrClient(client(), refresh=client)
+        engine = build_engine(client(), refresh=client)
     engine.progress = progress
     return engine
 
@@ -108,8 +110,8 @@ def storage_of(args: argparse.Namespace) -> Resolver:
 
 
 def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.core.pull import pull_artifact
-    from airflow_ecr_layers.core.references import parse_reference
+    from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.readback.pull import pull_artifact
     from airflow_ecr_layers.storage import open_sink
 
     image = parse_reference(args.reference).with_defaults(args.registry_id, None)
@@ -120,8 +122,8 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.core.copy import copy_image
-    from airflow_ecr_layers.core.references import parse_reference
+    from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.readback.copy import copy_image
 
     source = parse_reference(args.source)
     target = parse_reference(args.destination, require_image=False)
@@ -145,15 +147,15 @@ def resume_store(args: argparse.Namespace) -> FileResumeStore | None:
     """Where a push records its uploads, so a rerun after a kill continues them (``--no-resume``: nowhere)."""
     if not args.resume:
         return None
-    from airflow_ecr_layers.core.resume import FileResumeStore
+    from airflow_ecr_layers.core.engine.resume import FileResumeStore
 
     return FileResumeStore()
 
 
 def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
-    from airflow_ecr_layers.core.artifact import push_artifact
-    from airflow_ecr_layers.core.layers import layers_of
-    from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.core.oci.layers import layers_of
+    from airflow_ecr_layers.core.oci.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.core.push.artifact import push_artifact
     from airflow_ecr_layers.storage import open_sources
 
     *urls, reference = args.items
@@ -186,8 +188,8 @@ def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None)
 
 
 def cmd_push_archive(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
-    from airflow_ecr_layers.core.image_archive import load_image
-    from airflow_ecr_layers.core.image_push import push_image
+    from airflow_ecr_layers.core.archives.load import load_image
+    from airflow_ecr_layers.core.push.image import push_image
     from airflow_ecr_layers.storage import open_image_archive
 
     repository, tags = split_reference(args.reference)
@@ -206,7 +208,7 @@ def cmd_push_archive(args: argparse.Namespace, progress: ProgressListener | None
 
 
 def cmd_plan(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_ecr_layers.core.planning import plan_parts
+    from airflow_ecr_layers.core.engine.planning import plan_parts
     from airflow_ecr_layers.storage import open_source
 
     source = open_source(args.source, storage_of(args))
@@ -359,6 +361,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+EXIT_BAD_INPUT = 2
+"""Bad input, found before anything was written: fix the command, do not retry it."""
+EXIT_RETRYABLE = 3
+"""A failure that a new try of the same command may get past (:data:`~airflow_ecr_layers.core.errors.RETRYABLE`)."""
+EXIT_FAILED = 1
+"""Anything else: ECR refused, a digest that does not match, an unexpected error."""
+
+
+def exit_code(error: EcrLayersError) -> int:
+    """The exit code for an error this package raised on purpose."""
+    if isinstance(error, InvalidInputError):
+        return EXIT_BAD_INPUT
+    if isinstance(error, RETRYABLE):
+        return EXIT_RETRYABLE
+    return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -366,10 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run(args)
     except EcrLayersError as exc:
         print(f"airflow-ecr-layers: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
         print(f"airflow-ecr-layers: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from airflow.sdk import ObjectStoragePath
 
 from airflow_ecr_layers import storage
-from airflow_ecr_layers.core.image_plan import ArchiveReader
+from airflow_ecr_layers.core.archives.reading import ArchiveReader
 from airflow_ecr_layers.storage import (
     FsPath,
     ObjectStorageSink,

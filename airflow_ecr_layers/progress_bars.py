@@ -1,6 +1,6 @@
 """The CLI's progress bars on a terminal: one per layer being uploaded, one for the whole push.
 
-:class:`ProgressBars` is a :class:`~airflow_ecr_layers.core.progress.ProgressListener`:
+:class:`ProgressBars` is a :class:`~airflow_ecr_layers.core.engine.progress.ProgressListener`:
 the engine counts the bytes ECR confirms and tells it; it only draws them, with tqdm
 (bytes, rate, ETA), on stderr. A layer's bar shows while it uploads and is cleared
 when it is done; the whole push's bar stays. :func:`bars_and_logs` keeps log lines
@@ -29,7 +29,7 @@ def short_name(name: str, width: int = NAME_WIDTH) -> str:
 
 
 class ProgressBars:
-    """tqdm bars for a push: the engine's :class:`~airflow_ecr_layers.core.progress.ProgressListener`."""
+    """tqdm bars for a push: the engine's :class:`~airflow_ecr_layers.core.engine.progress.ProgressListener`."""
 
     def __init__(self, file: IO[str]) -> None:
         self.file = file

@@ -1,6 +1,6 @@
 """Resume records of one task instance in one Airflow Variable: they survive a task retry.
 
-XCom is cleared between tries, so the operators keep their :class:`~airflow_ecr_layers.core.resume.ResumeRecord`
+XCom is cleared between tries, so the operators keep their :class:`~airflow_ecr_layers.core.engine.resume.ResumeRecord`
 in a Variable named ``airflow_ecr_layers.resume.<dag_id>.<task_id>.<run_id>.<map_index>``:
 every deployment has one (the metadata database, through the task's execution API), the
 records are a few hundred bytes per layer in progress, and the Variable is deleted once
@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.sdk import Variable
 
-from airflow_ecr_layers.core.resume import ResumeRecord
+from airflow_ecr_layers.core.engine.resume import ResumeRecord
 
 SAVE_INTERVAL = 5.0
 """Seconds between saves of one upload's progress (each save is one Variable write)."""

@@ -12,7 +12,7 @@ request), and moves the body chunk by chunk into the buffer it was given.
 It also keeps a source from changing under an upload: every GET carries
 ``If-Match`` with the ETag the object had when its size was read (or, without one,
 the first GET's), so an object overwritten mid-read, or between a part and its
-resume, fails with a clear :class:`~airflow_ecr_layers.core.errors.SourceError`
+resume, fails with a clear :class:`~airflow_ecr_layers.core.errors.SourceChangedError`
 instead of producing a layer that is half one object and half another.
 """
 
@@ -25,8 +25,8 @@ import aiohttp
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 from fsspec.asyn import sync
 
-from airflow_ecr_layers.core.errors import SourceError
-from airflow_ecr_layers.core.ranged import RangedReader
+from airflow_ecr_layers.core.errors import SourceChangedError, TransferError
+from airflow_ecr_layers.core.sources.ranged import RangedReader
 
 BODY_ERRORS: tuple[type[BaseException], ...] = (
     IncompleteReadError,
@@ -62,7 +62,7 @@ class S3RangeReader(RangedReader):
     def fetch(self, view: memoryview, first: int) -> None:
         got = sync(self._fs.loop, self._fetch_into, view, first)
         if got != len(view):  # pragma: no cover - _fetch_into fills the view or raises
-            raise SourceError(f"{self.name}: read {got} of {len(view)} bytes at {first}")
+            raise TransferError(f"{self.name}: read {got} of {len(view)} bytes at {first}")
 
     async def _fetch_into(self, view: memoryview, first: int) -> int:
         """Fill ``view`` with the object's bytes from ``first`` on; a broken body is asked
@@ -75,7 +75,7 @@ class S3RangeReader(RangedReader):
                 got += broken.received
                 failures += 1
                 if failures > BODY_RETRIES:
-                    raise SourceError(
+                    raise TransferError(
                         f"{self.name}: reading bytes {first}-{first + len(view) - 1} broke off {failures} times "
                         f"(last at byte {first + got}): {broken.__cause__}"
                     ) from broken.__cause__
@@ -97,7 +97,7 @@ class S3RangeReader(RangedReader):
             )
         except (OSError, ClientError) as exc:
             if self._etag and _precondition_failed(exc):
-                raise SourceError(
+                raise SourceChangedError(
                     f"{self.name} changed while it was being read (its ETag is no longer {self._etag}); "
                     "nothing was completed from it"
                 ) from exc

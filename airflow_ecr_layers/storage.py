@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from airflow_ecr_layers.core.archives.gzip_streams import GunzipSource, is_gzip
+from airflow_ecr_layers.core.archives.reading import ArchiveReader, DirectoryLayout
+from airflow_ecr_layers.core.archives.tar_index import HostileArchiveError, TarIndex, normalize
 from airflow_ecr_layers.core.errors import SourceError
-from airflow_ecr_layers.core.gzip_streams import GunzipSource, is_gzip
-from airflow_ecr_layers.core.identity import SourceIdentity
-from airflow_ecr_layers.core.image_plan import ArchiveReader, DirectoryLayout
-from airflow_ecr_layers.core.sources import BlobSource
-from airflow_ecr_layers.core.tar_index import HostileArchiveError, TarIndex, normalize
+from airflow_ecr_layers.core.sources.blobs import BlobSource, local_identity
+from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
 log = logging.getLogger("airflow_ecr_layers")
 GLOB_CHARACTERS = frozenset("*?[")
@@ -123,8 +123,18 @@ class PlainStorage:
         return FsPath(fs, fs._strip_protocol(url), protocol)
 
 
+def _stat_snapshot(path: FsPath) -> os.stat_result:
+    """One ``os.stat`` of a local source, the snapshot its size and identity describe."""
+    try:
+        return os.stat(path.path)
+    except FileNotFoundError:
+        raise SourceError(f"Source {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise SourceError(f"Cannot read source {str(path)!r}: {exc}") from exc
+
+
 class ObjectStorageSource:
-    """A :class:`~airflow_ecr_layers.core.layers.NamedSource` over an :class:`FsPath`.
+    """A :class:`~airflow_ecr_layers.core.oci.layers.NamedSource` over an :class:`FsPath`.
 
     On S3 (s3fs), handles are :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`:
     one ranged GET per read, written straight into the reader's part buffer. Other
@@ -132,16 +142,18 @@ class ObjectStorageSource:
     part size and no read-ahead cache, so each part is one ranged read and no
     50 MiB buffer sits behind it.
 
-    What it knows of the object (size, ETag, version id, ``mtime_ns``) is read once, from
-    the listing that found it or from one fresh metadata request, never from a cache; on
-    S3 every GET then carries ``If-Match`` with that ETag, so the bytes read are the ones
-    its :meth:`identity` names.
+    What it knows of the object (size, ETag, version id; on a local disk one ``os.stat``) is a
+    snapshot taken once: a local file's when the source is made, an object's from the listing
+    that found it or from one fresh metadata request, never from a cache. Its size and
+    :meth:`identity` describe that snapshot, not the object as it is later. On S3 every GET
+    then carries ``If-Match`` with that ETag, so the bytes read are the ones its identity names.
     """
 
     def __init__(self, path: FsPath, *, title: str | None = None, info: Mapping[str, Any] | None = None):
         self.path = path
         self._title = title
-        self._info: Mapping[str, Any] | None = info
+        self._stat = _stat_snapshot(path) if path.is_local else None
+        self._info: Mapping[str, Any] | None = {"size": self._stat.st_size} if self._stat is not None else info
 
     @property
     def name(self) -> str:
@@ -176,9 +188,8 @@ class ObjectStorageSource:
             return SourceIdentity(
                 f"s3://{bucket}/{key}", self.size, info.get("ETag"), info.get("VersionId") or version_id
             )
-        if self.path.is_local:
-            stat = os.stat(self.path.path)
-            return SourceIdentity(f"file://{self.path.path}", stat.st_size, mtime_ns=stat.st_mtime_ns)
+        if self._stat is not None:
+            return local_identity(self.path.path, self._stat)
         etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
         version = info.get("VersionId") or info.get("generation")
         if not etag and not version:

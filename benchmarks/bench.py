@@ -347,8 +347,9 @@ def ours(hook: Any, url: str) -> float:
 
 def parallel_layers(hook: Any, url: str, count: int, concurrency: int) -> float:
     """Seconds to push ``count`` layers read from ``url`` with ``push_layers``."""
-    from airflow_ecr_layers.core.artifact import LayerSpec, push_layers
-    from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.core.oci.layers import LayerSpec
+    from airflow_ecr_layers.core.oci.manifest import DEFAULT_LAYER_MEDIA_TYPE
+    from airflow_ecr_layers.core.push.artifact import push_layers
     from airflow_ecr_layers.object_storage import open_source
 
     layers = [LayerSpec(open_source(url, S3_CONN_ID), DEFAULT_LAYER_MEDIA_TYPE) for _ in range(count)]
@@ -483,7 +484,7 @@ def seed_all(moto_url: str, sizes: Sizes, sections: frozenset[str] = frozenset(S
 
 def measure_sink_throughput(sizes: Sizes, sink_url: str, keys: dict[int, str]) -> list[Row]:
     """Floor and ours to the sink, interleaved ``repeats`` times (so drifts hit all alike); medians."""
-    from airflow_ecr_layers.core import fast_request
+    from airflow_ecr_layers.core.ecr import fast_request
 
     part = pattern_chunk(0, PART_SIZE)
     floor_client = boto_client("ecr", sink_url)
@@ -584,9 +585,9 @@ class CpuFigures:
 def cpu_floor(size: int) -> dict[str, float]:
     """The CPU seconds per GiB of the three steps a part cannot skip, each timed on this thread
     over ``size`` bytes in 20 MiB parts: sha256 of the bytes (the layer digest), base64 into
-    the request body (the engine's own writer, :func:`~airflow_ecr_layers.core.fast_request.splice_blob`)
+    the request body (the engine's own writer, :func:`~airflow_ecr_layers.core.ecr.fast_request.splice_blob`)
     and sha256 of that body (SigV4 signs the payload)."""
-    from airflow_ecr_layers.core import fast_request
+    from airflow_ecr_layers.core.ecr import fast_request
 
     part = pattern_chunk(1, PART_SIZE)
     times: dict[str, list[float]] = {"sha256 of the bytes": [], "base64 into the body": [], "sha256 of the body": []}
@@ -652,8 +653,8 @@ def push_prefix(
     conn_id: str, url: str, repository: str, tags: list[str], chunk_size: int | None = None, max_concurrency: int = 2
 ) -> Push:
     """One ``push_artifact`` of what ``url`` (a prefix or an object) stands for, as the operator does it."""
-    from airflow_ecr_layers.core.artifact import push_artifact
-    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.core.oci.layers import layers_of
+    from airflow_ecr_layers.core.push.artifact import push_artifact
     from airflow_ecr_layers.object_storage import open_sources
 
     engine = ecr_hook(conn_id, fast_upload=True).engine
@@ -733,8 +734,8 @@ COPY_REPOSITORY = "bench/copy-source"
 
 def seed_copy_source(sizes: Sizes, moto_url: str) -> str:
     """A ``copy_layer``-byte artifact in moto's ECR (pushed from its S3); returns the S3 URL."""
-    from airflow_ecr_layers.core.artifact import push_artifact
-    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.core.oci.layers import layers_of
+    from airflow_ecr_layers.core.push.artifact import push_artifact
     from airflow_ecr_layers.object_storage import open_sources
 
     s3 = boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
@@ -749,8 +750,8 @@ def seed_copy_source(sizes: Sizes, moto_url: str) -> str:
 def copy_child(warmup: str) -> dict[str, float]:
     """In a fresh process: copy the seeded image from moto's ECR to the sink while sampling
     RSS, after a warm-up copy of ``warmup`` (a tag of a small image). JSON for the parent."""
-    from airflow_ecr_layers.core.copy import copy_image
-    from airflow_ecr_layers.core.references import ImageReference
+    from airflow_ecr_layers.core.ecr.references import ImageReference
+    from airflow_ecr_layers.core.readback.copy import copy_image
 
     source = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine
     target = ecr_hook(SINK_CONN_ID, fast_upload=True).engine
@@ -769,9 +770,9 @@ def copy_child(warmup: str) -> dict[str, float]:
 
 def measure_copy(sizes: Sizes, moto_url: str) -> tuple[dict[str, float], float]:
     """The copy (fresh process, RSS sampled) and a push of the same bytes from S3 to the sink."""
-    from airflow_ecr_layers.core.artifact import push_artifact
-    from airflow_ecr_layers.core.layers import LayerSpec
-    from airflow_ecr_layers.core.sources import BytesSource
+    from airflow_ecr_layers.core.oci.layers import LayerSpec
+    from airflow_ecr_layers.core.push.artifact import push_artifact
+    from airflow_ecr_layers.core.sources.blobs import BytesSource
 
     url = seed_copy_source(sizes, moto_url)
     engine = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine

@@ -12,7 +12,19 @@ class InvalidInputError(EcrLayersError, ValueError):
 
 
 class SourceError(InvalidInputError):
-    """The artifact source is missing, a directory, empty or unreadable."""
+    """The source is bad input: not a URL, missing, a directory, empty, too large or unreadable.
+
+    Found when the source is opened or planned, before anything is written to ECR."""
+
+
+class SourceChangedError(EcrLayersError):
+    """The source changed while it was read (another version, or fewer bytes than when it was
+    opened). Nothing was completed from it; a new try reads the source as it is then."""
+
+
+class TransferError(EcrLayersError):
+    """Bytes could not be moved: reading a source or downloading a layer failed after its own
+    retries (a body that kept breaking off, a URL refused, an HTTP error). A new try may pass."""
 
 
 class DigestMismatchError(EcrLayersError):
@@ -179,3 +191,14 @@ def error_class_for(code: str, http_status: int | None = None, operation: str = 
     if http_status is not None and http_status >= 500:
         return ServiceUnavailableError
     return EcrServiceError
+
+
+RETRYABLE: tuple[type[EcrLayersError], ...] = (
+    TransferError,
+    SourceChangedError,
+    UploadAbortedError,
+    ThrottledError,
+    ServiceUnavailableError,
+    CredentialsExpiredError,
+)
+"""Failures that a new try of the same push may get past: the CLI exits with its own code for them."""

@@ -9,26 +9,12 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import ClientError
 
-from airflow_ecr_layers.core.calls import EcrCalls
-from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.ecr.calls import EcrCalls
+from airflow_ecr_layers.core.ecr.repository_settings import RepositoryResult, RepositorySettings, ensure_repository
+from airflow_ecr_layers.core.ecr.retry import RetryPolicy
+from airflow_ecr_layers.core.engine.client import build_engine
+from airflow_ecr_layers.core.engine.transfer import DEFAULT_READ_DEPTH, EcrTransfer
 from airflow_ecr_layers.core.errors import EcrLayersError
-from airflow_ecr_layers.core.repository_settings import RepositoryResult, RepositorySettings, ensure_repository
-from airflow_ecr_layers.core.retry import RetryPolicy
-from airflow_ecr_layers.core.transfer import DEFAULT_READ_DEPTH, EcrTransfer
-
-_ENGINE_METHODS = frozenset({"upload_parts", "complete_upload", "push_blob", "put_manifest", "is_available"})
-_CALL_METHODS = frozenset(
-    {
-        "batch_check_layer_availability",
-        "repository_registry_id",
-        "initiate_layer_upload",
-        "upload_layer_part",
-        "complete_layer_upload",
-        "put_image",
-        "batch_get_image",
-        "describe_images",
-    }
-)
 
 
 class EcrLayersHook(AwsBaseHook):
@@ -36,20 +22,19 @@ class EcrLayersHook(AwsBaseHook):
 
     A thin hook over ``boto3.client("ecr")``, like the amazon provider's own: it builds
     the upload engine (:attr:`engine`, an
-    :class:`~airflow_ecr_layers.core.transfer.EcrTransfer`) on its connection's client.
+    :class:`~airflow_ecr_layers.core.engine.transfer.EcrTransfer`) on its connection's client.
     The engine holds the ECR calls (:attr:`calls`: ``batch_check_layer_availability``,
     ``initiate_layer_upload``, ``upload_layer_part``, ``complete_layer_upload``,
     ``put_image``, ``batch_get_image``, ``describe_images``, each returning a small typed
     result) and owns the streaming upload loop (``upload_parts``, ``complete_upload``,
-    ``push_blob``, ``put_manifest``) with retry, resume and digest verification. Those
-    methods can also be called on the hook itself.
+    ``push_blob``, ``put_manifest``) with retry, resume and digest verification.
 
     Service errors are raised as :mod:`airflow_ecr_layers.core.errors` exceptions.
 
     :param retry_policy: our retries on top of botocore's (set botocore's with
         the connection's or operator's ``botocore_config``).
     :param read_depth: parts alive at once per layer (the one being sent included).
-    :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.fast_request`
+    :param fast_upload: send UploadLayerPart through :mod:`~airflow_ecr_layers.core.ecr.fast_request`
         (the same request body, built without botocore's JSON pass over the blob);
         False keeps botocore's stock serialisation.
     """
@@ -79,7 +64,7 @@ class EcrLayersHook(AwsBaseHook):
         client = self.conn
         if self._engine is None or self._engine_built_on is not client:
             self._engine_built_on = client  # the engine may swap in a fresh client when credentials expire
-            self._engine = EcrClient(
+            self._engine = build_engine(
                 client,
                 retry_policy=self.retry_policy,
                 read_depth=self.read_depth,
@@ -100,10 +85,11 @@ class EcrLayersHook(AwsBaseHook):
         registry_id: str | None = None,
     ) -> RepositoryResult:
         """Create the repository with ``settings`` when it is missing; otherwise check that it has
-        them (see :mod:`~airflow_ecr_layers.core.repository_settings`). A KMS key alias in the
+        them (see :mod:`~airflow_ecr_layers.core.ecr.repository_settings`). A KMS key alias in the
         settings is resolved with KMS ``DescribeKey`` on this connection."""
         return ensure_repository(
-            self.engine,
+            self.calls,
+            self.retry_policy,
             repository_name,
             RepositorySettings.from_dict(settings),
             registry_id=registry_id,
@@ -128,12 +114,3 @@ class EcrLayersHook(AwsBaseHook):
                 f"Cannot tell which key the KMS key {key!r} names (kms:DescribeKey answered "
                 f"{error.get('Code')}: {error.get('Message')}); give the key's ARN as kms_key"
             ) from exc
-
-    def __getattr__(self, name: str) -> Any:
-        # The engine's and the calls' methods on the hook itself, as before the engine
-        # was a part of the hook rather than its base class.
-        if name in _ENGINE_METHODS:
-            return getattr(self.engine, name)
-        if name in _CALL_METHODS:
-            return getattr(self.calls, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

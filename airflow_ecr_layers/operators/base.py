@@ -9,14 +9,14 @@ from typing import Any, ClassVar
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
-from airflow_ecr_layers.core.artifact import DEFAULT_MAX_CONCURRENCY, check_max_concurrency
+from airflow_ecr_layers.core.ecr.repository_settings import RepositorySettings
+from airflow_ecr_layers.core.ecr.retry import RetryPolicy, retry_policy_from
+from airflow_ecr_layers.core.engine.planning import validate_part_size
+from airflow_ecr_layers.core.engine.results import ImageResult
+from airflow_ecr_layers.core.engine.transfer import EcrTransfer
 from airflow_ecr_layers.core.errors import InvalidInputError
-from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
-from airflow_ecr_layers.core.planning import validate_part_size
-from airflow_ecr_layers.core.repository_settings import RepositorySettings
-from airflow_ecr_layers.core.results import ImageResult
-from airflow_ecr_layers.core.retry import RetryPolicy, retry_policy_from
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.limits import DEFAULT_MAX_CONCURRENCY, validate_registry_id, validate_tags
+from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.operators.xcom import optional_int
 
@@ -31,7 +31,7 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
     :param botocore_config: botocore client configuration (retries, timeouts...); botocore's
         own retries run inside each of ours.
     :param upload_retry_policy: our retries around each ECR call and upload: a
-        :class:`~airflow_ecr_layers.core.retry.RetryPolicy` or a dict of its fields
+        :class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy` or a dict of its fields
         (``max_attempts``, ``base_delay``, ``max_delay``, ``max_total_seconds``, ``max_restarts``).
     :param retry_policy: Airflow's own task retry policy (Airflow 3.3+), passed on to
         ``BaseOperator``. Given one of ours (a dict or our ``RetryPolicy``), it is taken as

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import check_max_concurrency
-from airflow_ecr_layers.core.copy import copy_image
+from airflow_ecr_layers.core.ecr.references import reference_from
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
-from airflow_ecr_layers.core.references import reference_from
+from airflow_ecr_layers.core.push.artifact import check_max_concurrency
+from airflow_ecr_layers.core.readback.copy import copy_image
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.operators.base import PublishesImage
 from airflow_ecr_layers.operators.xcom import optional_int

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.image_archive import load_image
-from airflow_ecr_layers.core.image_push import push_image
+from airflow_ecr_layers.core.archives.load import load_image
 from airflow_ecr_layers.core.limits import validate_repository_name
+from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.object_storage import open_image_archive
 from airflow_ecr_layers.operators.base import StoragePushOperator
 

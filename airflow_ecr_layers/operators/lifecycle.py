@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import put_artifact_manifest
+from airflow_ecr_layers.core.engine.planning import validate_part_size
 from airflow_ecr_layers.core.limits import validate_repository_name
-from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
-from airflow_ecr_layers.core.planning import validate_part_size
+from airflow_ecr_layers.core.oci.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
+from airflow_ecr_layers.core.push.artifact import put_artifact_manifest
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.base import CreatesRepository, EcrLayersBaseOperator, PublishesImage
 from airflow_ecr_layers.operators.xcom import descriptor_of, optional_int, require, upload_session

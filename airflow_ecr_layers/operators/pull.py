@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import check_max_concurrency
-from airflow_ecr_layers.core.pull import pull_artifact
-from airflow_ecr_layers.core.references import reference_from
+from airflow_ecr_layers.core.ecr.references import reference_from
+from airflow_ecr_layers.core.push.artifact import check_max_concurrency
+from airflow_ecr_layers.core.readback.pull import pull_artifact
 from airflow_ecr_layers.object_storage import open_sink
 from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
 from airflow_ecr_layers.operators.xcom import optional_int

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.artifact import push_artifact
-from airflow_ecr_layers.core.layers import layers_of, validate_chunk_size
-from airflow_ecr_layers.core.manifest import DEFAULT_LAYER_MEDIA_TYPE
+from airflow_ecr_layers.core.oci.layers import layers_of, validate_chunk_size
+from airflow_ecr_layers.core.oci.manifest import DEFAULT_LAYER_MEDIA_TYPE
+from airflow_ecr_layers.core.push.artifact import push_artifact
 from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.operators.base import StoragePushOperator
 from airflow_ecr_layers.operators.xcom import optional_int

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_ecr_layers.core.calls import UploadSession
+from airflow_ecr_layers.core.ecr.calls import UploadSession
 from airflow_ecr_layers.core.errors import InvalidInputError
-from airflow_ecr_layers.core.manifest import Descriptor
+from airflow_ecr_layers.core.oci.manifest import Descriptor
 
 
 def require(result: object, what: str, **fields: type | tuple[type, ...]) -> Mapping[str, Any]:

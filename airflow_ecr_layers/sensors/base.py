@@ -13,8 +13,8 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue
 
 from airflow_ecr_layers._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, conf
-from airflow_ecr_layers.core.probes import require_image_selector
-from airflow_ecr_layers.core.scan import ScanVerdictError
+from airflow_ecr_layers.core.waits.probes import require_image_selector
+from airflow_ecr_layers.core.waits.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.triggers.base import ERROR, FAILED, SUCCESS, TIMEOUT, EcrProbeTrigger
 

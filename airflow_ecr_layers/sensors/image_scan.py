@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_ecr_layers.core.scan import SeverityThreshold, format_counts
+from airflow_ecr_layers.core.waits.scan import SeverityThreshold, format_counts
 from airflow_ecr_layers.operators.xcom import require
 from airflow_ecr_layers.sensors.base import EcrImageWaitSensor
 from airflow_ecr_layers.triggers.image_scan import EcrImageScanTrigger

@@ -1,7 +1,7 @@
 """The fault matrix: every fault kind at every position of a push, each cell judged.
 
 Each cell pushes a multi-part artifact (its size not a multiple of the part size)
-with :func:`~airflow_ecr_layers.core.artifact.push_artifact` through a
+with :func:`~airflow_ecr_layers.core.push.artifact.push_artifact` through a
 :class:`~airflow_ecr_layers.testing.fault_proxy.FaultProxy` that injects one fault,
 into a fresh repository of the embedded moto server. A cell passes when either
 
@@ -44,13 +44,14 @@ from typing import Any, Literal
 import boto3
 from botocore.config import Config
 
-from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
-from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.ecr.retry import RetryPolicy
+from airflow_ecr_layers.core.engine.client import build_engine
 from airflow_ecr_layers.core.errors import EcrLayersError, UploadAbortedError
 from airflow_ecr_layers.core.limits import MiB
-from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR, OCI_MANIFEST
-from airflow_ecr_layers.core.retry import RetryPolicy
-from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.oci.layers import LayerSpec
+from airflow_ecr_layers.core.oci.manifest import OCI_LAYER_TAR, OCI_MANIFEST
+from airflow_ecr_layers.core.push.artifact import push_artifact
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.testing.fault_proxy import FAULT_KINDS, FaultKind, FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import DEFAULT_REGION, EmbeddedAws, aws_env
 
@@ -250,7 +251,7 @@ def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixCo
         return clients[-1]
 
     try:
-        api = EcrClient(clients[0], retry_policy=config.retry_policy, refresh=fresh)
+        api = build_engine(clients[0], retry_policy=config.retry_policy, refresh=fresh)
         layer = LayerSpec(BytesSource(data, "fault-matrix-artifact"), OCI_LAYER_TAR, title="artifact.bin")
         return push_artifact(
             api, repository_name, [layer], tags=[TAG], part_size=config.part_size, max_concurrency=1

@@ -1,4 +1,4 @@
-"""``EcrProbeTrigger``: poll a :class:`~airflow_ecr_layers.core.probes.Probe` with aiobotocore."""
+"""``EcrProbeTrigger``: poll a :class:`~airflow_ecr_layers.core.waits.probes.Probe` with aiobotocore."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_ecr_layers.core.errors import EcrLayersError
-from airflow_ecr_layers.core.probes import ImageRef, Probe
-from airflow_ecr_layers.core.scan import ScanVerdictError
+from airflow_ecr_layers.core.waits.probes import ImageRef, Probe
+from airflow_ecr_layers.core.waits.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 
 SUCCESS = "success"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_ecr_layers.core.probes import ImageProbe, ImageRef, Probe
+from airflow_ecr_layers.core.waits.probes import ImageProbe, ImageRef, Probe
 from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 
 

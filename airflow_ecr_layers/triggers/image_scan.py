@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_ecr_layers.core.probes import ImageRef, Probe, ScanProbe
+from airflow_ecr_layers.core.waits.probes import ImageRef, Probe, ScanProbe
 from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 
 

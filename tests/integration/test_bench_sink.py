@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from airflow_ecr_layers.core import fast_request
+from airflow_ecr_layers.core.ecr import fast_request
 from helpers import ROOT, load_script
 
 SINK_PATH = ROOT / "benchmarks" / "sink.py"

@@ -90,6 +90,12 @@ def test_errors_are_one_line_with_nonzero_exit(capsys: Any, repo: str, bucket: s
     assert code == 2 and "error" in err
 
 
+def test_an_ecr_refusal_is_not_bad_input(capsys: Any, put_object: Any, stats: Any) -> None:
+    url = put_object("cli/refused.bin", b"r" * 100)
+    code, _, err = run(capsys, "push", url, "no/such-repository:v1", "--conn-id", "aws_default")
+    assert code == 1 and "RepositoryNotFoundException" in err and "Traceback" not in err
+
+
 def test_console_script_is_installed(aws: Any, tmp_path: Any) -> None:
     artifact = tmp_path / "a.bin"
     artifact.write_bytes(b"x" * 100)

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr_layers.core import fast_request
-from airflow_ecr_layers.core.artifact import LayerSpec, push_layers
-from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.ecr import fast_request
+from airflow_ecr_layers.core.engine.client import build_engine
 from airflow_ecr_layers.core.limits import MIN_PART_SIZE
-from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.oci.layers import LayerSpec
+from airflow_ecr_layers.core.push.artifact import push_layers
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from helpers import pattern_bytes, sha256
 
 PART = MIN_PART_SIZE
@@ -34,7 +35,7 @@ def test_moto_takes_fast_parts_and_computes_our_digest(
 ) -> None:
     splices = _counting_splices(monkeypatch)
     data = pattern_bytes(2 * PART + 12_345, seed=3)
-    result = EcrClient(ecr).push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
+    result = build_engine(ecr).push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
     assert result.digest == sha256(data)  # ECR's digest of what it received was compared with ours
     assert splices == [PART, PART, 12_345]
     assert stats.repository(repo).bytes_received == len(data)
@@ -46,7 +47,7 @@ def test_moto_takes_concurrent_uploads_on_one_client(
     splices = _counting_splices(monkeypatch)
     blobs = [pattern_bytes(2 * PART + 1000 * n, seed=n) for n in range(1, 5)]
     layers = [LayerSpec(BytesSource(blob, f"blob-{n}"), "application/octet-stream") for n, blob in enumerate(blobs)]
-    results = push_layers(EcrClient(ecr), repo, layers, part_size=PART, max_concurrency=4)
+    results = push_layers(build_engine(ecr), repo, layers, part_size=PART, max_concurrency=4)
     assert [r.digest for r in results] == [sha256(blob) for blob in blobs]
     assert len(splices) == 3 * len(blobs)
     assert stats.repository(repo).bytes_received == sum(map(len, blobs))
@@ -69,7 +70,7 @@ def test_the_hook_installs_it_once_unless_switched_off(
     monkeypatch.setattr(fast_request, "install", counting_install)
     hook = EcrLayersHook(aws_conn_id="aws_default", fast_upload=fast_upload)
     data = pattern_bytes(PART + 99, seed=9)
-    result = hook.push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
+    result = hook.engine.push_blob(repo, BytesSource(data), media_type="application/octet-stream", part_size=PART)
     assert result.digest == sha256(data)
     assert hook.calls.client is hook.conn
     assert splices == ([PART, 99] if fast_upload else [])

@@ -15,20 +15,21 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
-from airflow_ecr_layers.core.client import EcrClient
+from airflow_ecr_layers.core.ecr.retry import RetryPolicy
+from airflow_ecr_layers.core.engine.client import build_engine
+from airflow_ecr_layers.core.engine.reader import PartReader
+from airflow_ecr_layers.core.engine.transfer import EcrTransfer
 from airflow_ecr_layers.core.errors import (
     CredentialsExpiredError,
     QuotaExceededError,
-    SourceError,
+    SourceChangedError,
     UploadAbortedError,
     UploadNotFoundError,
 )
-from airflow_ecr_layers.core.manifest import OCI_LAYER_TAR
-from airflow_ecr_layers.core.reader import PartReader
-from airflow_ecr_layers.core.retry import RetryPolicy
-from airflow_ecr_layers.core.sources import BytesSource
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.oci.layers import LayerSpec
+from airflow_ecr_layers.core.oci.manifest import OCI_LAYER_TAR
+from airflow_ecr_layers.core.push.artifact import push_artifact
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.testing.fault_matrix import (
     CellResult,
     MatrixConfig,
@@ -67,7 +68,7 @@ def new_repository(aws: EmbeddedAws, name: str) -> str:
 
 def api_through(proxy: FaultProxy, config: MatrixConfig = CONFIG, policy: RetryPolicy | None = None) -> EcrTransfer:
     """The client under test: the matrix's timeouts and retries, its endpoint the proxy."""
-    return EcrClient(ecr_client(proxy.endpoint_url, config), retry_policy=policy or config.retry_policy)
+    return build_engine(ecr_client(proxy.endpoint_url, config), retry_policy=policy or config.retry_policy)
 
 
 def raw_client(endpoint_url: str, *, read_timeout: float = 5.0) -> Any:
@@ -120,7 +121,7 @@ def test_the_judge_sees_moved_tags_unclear_errors_and_wrong_bytes(aws: EmbeddedA
     direct = ecr_client(aws.endpoint_url)
     data = b"layer bytes"
     layers = [LayerSpec(BytesSource(data), OCI_LAYER_TAR)]
-    result = push_artifact(EcrClient(direct), repository_name, layers, tags=["v1"]).as_dict()
+    result = push_artifact(build_engine(direct), repository_name, layers, tags=["v1"]).as_dict()
     tags_now = tag_map(direct, repository_name)
     error = UploadNotFoundError("UploadNotFoundException", "gone", operation="PutImage")
     assert check_failed_clean(direct, repository_name, error, tags_now) is None
@@ -253,7 +254,7 @@ def test_task_retry_resumes_an_upload_that_already_holds_bytes(
         )
         first += length
     held = first
-    retry = EcrClient(ecr_client(aws.endpoint_url))  # the retried task's own client
+    retry = build_engine(ecr_client(aws.endpoint_url))  # the retried task's own client
     session = retry.calls.initiate_layer_upload(repository_name)
     session = replace(session, upload_id=upload_id)  # handed the old upload id, e.g. from XCom
     with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
@@ -345,7 +346,7 @@ def test_credentials_that_expire_on_a_middle_part_are_refreshed_and_the_push_goe
         return made[-1]
 
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 2, "expired_token")]) as proxy:
-        api = EcrClient(ecr_client(proxy.endpoint_url, CONFIG), retry_policy=CONFIG.retry_policy, refresh=fresh)
+        api = build_engine(ecr_client(proxy.endpoint_url, CONFIG), retry_policy=CONFIG.retry_policy, refresh=fresh)
         with caplog.at_level(logging.WARNING, logger="airflow_ecr_layers"):
             result = push_artifact(
                 api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
@@ -362,7 +363,9 @@ def test_credentials_that_stay_expired_fail_clean(aws: EmbeddedAws) -> None:
     repository_name = new_repository(aws, "expired-always")
     always = FaultRule("UploadLayerPart", 1, "expired_token", times=None)
     with FaultProxy(aws.endpoint_url, [always]) as proxy:
-        api = EcrClient(ecr_client(proxy.endpoint_url, CONFIG), refresh=lambda: ecr_client(proxy.endpoint_url, CONFIG))
+        api = build_engine(
+            ecr_client(proxy.endpoint_url, CONFIG), refresh=lambda: ecr_client(proxy.endpoint_url, CONFIG)
+        )
         with pytest.raises(CredentialsExpiredError, match="ExpiredTokenException"):
             push_artifact(
                 api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
@@ -507,5 +510,5 @@ def test_hash_remaining_raises_the_source_error() -> None:
         def size(self) -> int:
             return len(self.data) + 10
 
-    with PartReader(Short(b"x" * 100), 64) as reader, pytest.raises(SourceError, match="ended at byte 100"):
+    with PartReader(Short(b"x" * 100), 64) as reader, pytest.raises(SourceChangedError, match="ended at byte 100"):
         reader.hash_remaining()

@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact, put_artifact_manifest
 from airflow_ecr_layers.core.errors import (
     DigestMismatchError,
     ImageTagAlreadyExistsError,
     LayersNotFoundError,
 )
 from airflow_ecr_layers.core.limits import MIN_PART_SIZE
-from airflow_ecr_layers.core.manifest import Descriptor, Manifest, build_image_manifest
-from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.oci.layers import LayerSpec
+from airflow_ecr_layers.core.oci.manifest import Descriptor, Manifest, build_image_manifest
+from airflow_ecr_layers.core.push.artifact import push_artifact, put_artifact_manifest
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.xcom import descriptor_of
 from helpers import MiB, pattern_bytes, sha256
@@ -67,8 +68,8 @@ def test_push_sizes_digests_check_out_against_ecr(
 
 def test_service_part_size_is_used_by_default(hook: Any, repo: str, put_object: Any, stats: Any) -> None:
     data = pattern_bytes(21 * MiB)
-    session = hook.initiate_layer_upload(repo)
-    uploaded = hook.upload_parts(session, open_source(put_object("x", data), "aws_default"))
+    session = hook.calls.initiate_layer_upload(repo)
+    uploaded = hook.engine.upload_parts(session, open_source(put_object("x", data), "aws_default"))
     assert uploaded.part_size == session.part_size == 10 * MiB
     assert uploaded.parts == 3 and uploaded.digest == sha256(data)
 
@@ -92,8 +93,8 @@ def test_repush_is_a_success_and_uploads_nothing_with_expected_digest(
 def test_layer_already_exists_at_complete_counts_as_success(hook: Any, repo: str, put_object: Any) -> None:
     data = pattern_bytes(100)
     source = open_source(put_object("dup", data), "aws_default")
-    first = hook.push_blob(repo, source, media_type="application/octet-stream")
-    second = hook.push_blob(repo, source, media_type="application/octet-stream")  # ECR: LayerAlreadyExists
+    first = hook.engine.push_blob(repo, source, media_type="application/octet-stream")
+    second = hook.engine.push_blob(repo, source, media_type="application/octet-stream")  # ECR: LayerAlreadyExists
     assert first.digest == second.digest == sha256(data)
     assert (first.skipped, second.skipped) == (False, True)
 
@@ -114,10 +115,10 @@ def test_expected_digest_mismatch_never_completes_or_tags(
 
 def test_digest_mismatch_at_complete_is_caught(hook: Any, repo: str, put_object: Any) -> None:
     data = pattern_bytes(300)
-    session = hook.initiate_layer_upload(repo)
-    hook.upload_parts(session, open_source(put_object("c", data), "aws_default"))
+    session = hook.calls.initiate_layer_upload(repo)
+    hook.engine.upload_parts(session, open_source(put_object("c", data), "aws_default"))
     with pytest.raises(DigestMismatchError, match=session.upload_id):
-        hook.complete_upload(session, "sha256:" + "1" * 64, 300)
+        hook.engine.complete_upload(session, "sha256:" + "1" * 64, 300)
 
 
 def test_put_image_with_never_uploaded_layer_fails(hook: Any, repo: str, ecr: Any) -> None:
@@ -128,7 +129,7 @@ def test_put_image_with_never_uploaded_layer_fails(hook: Any, repo: str, ecr: An
 
 
 def test_put_image_with_never_uploaded_config_fails(hook: Any, repo: str, put_object: Any) -> None:
-    blob = hook.push_blob(
+    blob = hook.engine.push_blob(
         repo, open_source(put_object("l", b"layer"), "aws_default"), media_type="application/octet-stream"
     )
     config = {"digest": "sha256:" + "3" * 64, "size": 2, "media_type": "application/vnd.oci.image.config.v1+json"}
@@ -138,10 +139,10 @@ def test_put_image_with_never_uploaded_config_fails(hook: Any, repo: str, put_ob
 
 def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_object: Any) -> None:
     """A client that sent the wrong imageDigest would fail on real ECR; the strict server agrees."""
-    blob = hook.push_blob(
+    blob = hook.engine.push_blob(
         repo, open_source(put_object("l2", b"layer2"), "aws_default"), media_type="application/octet-stream"
     )
-    hook.push_blob(repo, BytesSource(b"{}"), media_type="application/vnd.oci.empty.v1+json")
+    hook.engine.push_blob(repo, BytesSource(b"{}"), media_type="application/vnd.oci.empty.v1+json")
     good = build_image_manifest([Descriptor("application/octet-stream", blob.digest, blob.size)])
 
     class Lying(Manifest):
@@ -150,8 +151,8 @@ def test_image_digest_must_be_sha256_of_the_manifest(hook: Any, repo: str, put_o
             return "sha256:" + "4" * 64
 
     with pytest.raises(Exception, match="ImageDigestDoesNotMatch"):
-        hook.put_image(repo, Lying(good.data, good.media_type), "v1")
-    assert hook.put_image(repo, good, "v1").image_digest == good.digest
+        hook.calls.put_image(repo, Lying(good.data, good.media_type), "v1")
+    assert hook.calls.put_image(repo, good, "v1").image_digest == good.digest
 
 
 def test_one_put_image_per_tag_and_repush_same_tags(
@@ -206,7 +207,9 @@ def test_file_url_source(hook: Any, repo: str, tmp_path: Any) -> None:
     path.write_bytes(data)
     source = open_source(f"file://{path}")
     assert source.size == len(data)
-    assert hook.push_blob(repo, source, media_type="application/octet-stream", part_size=PART).digest == sha256(data)
+    assert hook.engine.push_blob(repo, source, media_type="application/octet-stream", part_size=PART).digest == sha256(
+        data
+    )
 
 
 def test_the_hook_refreshes_expired_credentials_through_its_connection(

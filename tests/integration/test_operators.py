@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr_layers.core.errors import InvalidInputError, RepositoryNotFoundError, SourceError
-from airflow_ecr_layers.core.identity import IDENTITY
+from airflow_ecr_layers.core.sources.identity import IDENTITY
 from airflow_ecr_layers.operators import (
     CompleteLayerUploadOperator,
     InitiateLayerUploadOperator,
@@ -184,7 +184,7 @@ def test_put_image_with_malformed_layer(repo: str, ecr: Any, stats: Any) -> None
 
 
 def test_retry_policy_reaches_the_hook() -> None:
-    from airflow_ecr_layers.core.retry import RetryPolicy
+    from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 
     operator = PushArtifactOperator(
         task_id="p",
@@ -199,7 +199,7 @@ def test_retry_policy_reaches_the_hook() -> None:
 
 
 def test_our_retry_settings_under_airflows_retry_policy_name_still_work_with_a_warning() -> None:
-    from airflow_ecr_layers.core.retry import RetryPolicy
+    from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 
     with pytest.warns(DeprecationWarning, match="upload_retry_policy"):
         operator = PushArtifactOperator(
@@ -217,7 +217,7 @@ def test_our_retry_settings_under_airflows_retry_policy_name_still_work_with_a_w
 def test_airflows_own_retry_policy_goes_to_the_task_not_to_the_uploads() -> None:
     """Airflow 3.3 calls ``task.retry_policy.evaluate(...)`` when a task fails: it must be Airflow's."""
     retry_policy = pytest.importorskip("airflow.sdk.definitions.retry_policy")
-    from airflow_ecr_layers.core.retry import RetryPolicy
+    from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 
     airflows = retry_policy.ExceptionRetryPolicy(rules=[])
     operator = PushArtifactOperator(

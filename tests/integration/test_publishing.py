@@ -17,9 +17,15 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr_layers.core.engine.transfer import EcrTransfer
 from airflow_ecr_layers.core.errors import InvalidInputError, SourceError
-from airflow_ecr_layers.core.identity import CHUNK_FILE_SIZE, CHUNK_OF, CHUNK_OFFSET, IDENTITY, SOURCE_FIELDS
-from airflow_ecr_layers.core.transfer import EcrTransfer
+from airflow_ecr_layers.core.sources.identity import (
+    CHUNK_FILE_SIZE,
+    CHUNK_OF,
+    CHUNK_OFFSET,
+    IDENTITY,
+    SOURCE_FIELDS,
+)
 from airflow_ecr_layers.object_storage import list_prefix
 from airflow_ecr_layers.operators import PushArtifactOperator
 from airflow_ecr_layers.testing.s3_reads import S3_READS
@@ -315,9 +321,9 @@ def test_a_three_chunk_file_goes_up_in_parallel_and_its_chunks_put_it_back_toget
 def test_chunking_lifts_the_cap_on_one_layer(put_object: Callable[[str, bytes], str], repo: str, stats: Any) -> None:
     """Without chunk_size a file over ECR's 52,000 MiB layer cap is refused; with it, its chunks
     are planned under the cap (refused here only for want of a real 51 GiB object)."""
-    from airflow_ecr_layers.core.layers import layers_of
+    from airflow_ecr_layers.core.engine.planning import plan_parts
     from airflow_ecr_layers.core.limits import MAX_LAYER_SIZE
-    from airflow_ecr_layers.core.planning import plan_parts
+    from airflow_ecr_layers.core.oci.layers import layers_of
 
     class Huge:
         name = title = "huge.bin"
@@ -360,7 +366,7 @@ def test_too_many_layers_and_colliding_titles_are_refused(
     monkeypatch: pytest.MonkeyPatch,
     put_object: Callable[[str, bytes], str],
 ) -> None:
-    monkeypatch.setattr("airflow_ecr_layers.core.layers.MAX_LAYERS", 3)
+    monkeypatch.setattr("airflow_ecr_layers.core.oci.layers.MAX_LAYERS", 3)
     with pytest.raises(InvalidInputError, match="4 layers: an artifact may have at most 3"):
         push(prefix, repo)
     monkeypatch.undo()

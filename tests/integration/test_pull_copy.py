@@ -14,17 +14,17 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
-from airflow_ecr_layers.core.artifact import ensure_empty_config, put_artifact_manifest
-from airflow_ecr_layers.core.calls import DownloadUrl, EcrCalls
+from airflow_ecr_layers.core.ecr.calls import DownloadUrl, EcrCalls
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
-from airflow_ecr_layers.core.manifest import (
+from airflow_ecr_layers.core.oci.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
     build_image_manifest,
     encode_manifest,
 )
-from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.push.artifact import ensure_empty_config, put_artifact_manifest
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.operators import CopyImageOperator, PullArtifactOperator, PushArtifactOperator
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from helpers import MiB, pattern_bytes, sha256

@@ -10,13 +10,13 @@ from typing import Any
 import boto3
 import pytest
 
+from airflow_ecr_layers.core.ecr.repository_settings import RepositorySettings, ensure_repository
 from airflow_ecr_layers.core.errors import (
     EcrLayersError,
     EcrServiceError,
     InvalidInputError,
     RepositorySettingsMismatchError,
 )
-from airflow_ecr_layers.core.repository_settings import RepositorySettings, ensure_repository
 from airflow_ecr_layers.operators import (
     EnsureEcrRepositoryOperator,
     InitiateLayerUploadOperator,
@@ -219,11 +219,11 @@ def test_an_old_repository_without_its_policy_is_refused(hook: Any, ecr: Any) ->
     ecr.create_repository(repositoryName=NAME)
     wanted = RepositorySettings.from_dict({"lifecycle_policy": POLICY})
     with pytest.raises(RepositorySettingsMismatchError, match="lifecycle policy: missing"):
-        ensure_repository(hook.engine, NAME, wanted, now=lambda: time.time() + 3600)
+        ensure_repository(hook.calls, hook.retry_policy, NAME, wanted, now=lambda: time.time() + 3600)
     with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
         ecr.get_lifecycle_policy(repositoryName=NAME)
     # Young, and lacking only the policy: its creator had yet to put it (or died first).
-    assert not ensure_repository(hook.engine, NAME, wanted).created
+    assert not ensure_repository(hook.calls, hook.retry_policy, NAME, wanted).created
     assert json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"]) == POLICY
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr_layers.core.calls import UploadSession
-from airflow_ecr_layers.core.resume import FileResumeStore, MemoryResumeStore, ResumePoint
-from airflow_ecr_layers.core.sources import LocalFileSource
+from airflow_ecr_layers.core.ecr.calls import UploadSession
+from airflow_ecr_layers.core.engine.resume import FileResumeStore, MemoryResumeStore, ResumePoint
+from airflow_ecr_layers.core.sources.blobs import LocalFileSource
 from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from helpers import ROOT, MiB, pattern_bytes, sha256, wait_for
@@ -114,7 +114,7 @@ def test_a_changed_source_or_an_expired_upload_starts_over_saying_why(
 
 def test_a_file_store_survives_the_process_and_ignores_garbage(tmp_path: Path) -> None:
     store = FileResumeStore(tmp_path / "resume")
-    from airflow_ecr_layers.core.identity import SourceIdentity
+    from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
     resume = ResumePoint.of(store, SourceIdentity("file:///m", 10, mtime_ns=5), None, "123456789012", "r1", 0, 10)
     assert resume is not None and resume.load() is None

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from airflow_ecr_layers import s3_reader
-from airflow_ecr_layers.core.errors import SourceError
-from airflow_ecr_layers.core.reader import PartReader
+from airflow_ecr_layers.core.engine.reader import PartReader
+from airflow_ecr_layers.core.errors import SourceChangedError, TransferError
 from airflow_ecr_layers.object_storage import ObjectStorageSource, open_source
 from airflow_ecr_layers.s3_reader import S3RangeReader
 from airflow_ecr_layers.testing.server import EmbeddedAws
@@ -186,7 +186,7 @@ def test_a_body_that_always_breaks_gives_up_after_the_retries(
     proxy, conn_id = via_proxy(keep=1000, cuts=1_000)
     handle = _open_reader(open_source(url, conn_id))
 
-    with pytest.raises(SourceError) as caught:
+    with pytest.raises(TransferError) as caught:
         handle.readinto(bytearray(100_000))
     message = str(caught.value)
     assert url in message
@@ -224,13 +224,13 @@ def test_an_object_overwritten_between_reads_is_refused(s3: Any, bucket: str, pu
         s3.get_object(Bucket=bucket, Key="changing.bin", Range="bytes=0-9", IfMatch=etag)
     assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
 
-    with pytest.raises(SourceError, match="changed while it was being read") as caught:
+    with pytest.raises(SourceChangedError, match="changed while it was being read") as caught:
         handle.readinto(bytearray(50_000))
     assert url in str(caught.value)
     assert handle.tell() == 50_000
 
     # another handle on the same source (what a resume opens) is refused as well ...
-    with pytest.raises(SourceError, match="changed while it was being read"):
+    with pytest.raises(SourceChangedError, match="changed while it was being read"):
         _readinto(_open_reader(source, 50_000), 1000)
     # ... while a source opened afresh reads the new object whole
     fresh = _open_reader(open_source(url, "aws_default"))
@@ -247,7 +247,7 @@ def test_an_object_overwritten_before_a_resume_is_refused(put_object: Any) -> No
         assert first is not None and bytes(first.data) == old[:part]
         put_object("resumed.bin", new)
         reader.seek(0)  # what upload_parts does when ECR asks for the bytes again
-        with pytest.raises(SourceError, match="changed while it was being read"):
+        with pytest.raises(SourceChangedError, match="changed while it was being read"):
             while reader.next_part() is not None:
                 pass
 
@@ -257,7 +257,7 @@ def test_an_object_overwritten_after_its_size_was_read_is_refused(put_object: An
     url = put_object("grown.bin", pattern_bytes(SIZE, seed=3))
     source = open_source(url, "aws_default")  # reads the size (and the ETag)
     put_object("grown.bin", pattern_bytes(2 * SIZE, seed=4))
-    with pytest.raises(SourceError, match="changed while it was being read"):
+    with pytest.raises(SourceChangedError, match="changed while it was being read"):
         _readinto(_open_reader(source), SIZE)
 
 
@@ -290,7 +290,7 @@ def test_a_failed_if_match_is_told_by_its_code_or_status(
     url = put_object("refused.bin", pattern_bytes(SIZE, seed=10))
     proxy, conn_id = via_proxy(keep=0, answer=(status, body))
     handle = _open_reader(open_source(url, conn_id))
-    with pytest.raises(SourceError, match="changed while it was being read"):
+    with pytest.raises(SourceChangedError, match="changed while it was being read"):
         handle.readinto(bytearray(1000))
     assert [g.headers.get("if-match") is not None for g in proxy.ranged_gets()] == [True]
     assert not proxy.errors, proxy.errors
@@ -306,7 +306,7 @@ def test_another_error_that_mentions_precondition_failed_is_not_a_change(
     handle = _open_reader(open_source(url, conn_id))
     with pytest.raises(OSError) as caught:
         handle.readinto(bytearray(1000))
-    assert not isinstance(caught.value, SourceError), caught.value
+    assert not isinstance(caught.value, (SourceChangedError, TransferError)), caught.value
     assert isinstance(caught.value, PermissionError)  # s3fs's translation of AccessDenied, passed on
     assert caught.value.__cause__.response["Error"]["Code"] == "AccessDenied"
     assert len(proxy.ranged_gets()) == 1 and not proxy.errors

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr_layers.core.artifact import LayerSpec, push_artifact
 from airflow_ecr_layers.core.errors import InvalidInputError, RepositoryNotFoundError
-from airflow_ecr_layers.core.sources import BytesSource
+from airflow_ecr_layers.core.oci.layers import LayerSpec
+from airflow_ecr_layers.core.push.artifact import push_artifact
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.sensors import EcrImageScanSensor, EcrImageSensor
 from airflow_ecr_layers.triggers import EcrImageScanTrigger, EcrImageTrigger
 from airflow_ecr_layers.triggers.base import EcrProbeTrigger

@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr_layers.core.archives.gzip_streams import GzipSource
+from airflow_ecr_layers.core.archives.tar_index import HostileArchiveError
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
-from airflow_ecr_layers.core.gzip_streams import GzipSource
-from airflow_ecr_layers.core.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
-from airflow_ecr_layers.core.sources import BytesSource
-from airflow_ecr_layers.core.tar_index import HostileArchiveError
+from airflow_ecr_layers.core.oci.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.operators import PushImageArchiveOperator
 from helpers import ROOT
 from image_builders import (

@@ -25,7 +25,7 @@ import airflow_ecr_layers.triggers, airflow_ecr_layers.assets, airflow_ecr_layer
 from airflow_ecr_layers import get_provider_info
 assert importlib.util.find_spec("moto") is None, "moto is installed"
 assert not any(m == "moto" or m.startswith("moto.") for m in sys.modules)
-assert importlib.util.find_spec("airflow_ecr_layers.core.attempt") is not None
+assert importlib.util.find_spec("airflow_ecr_layers.core.engine.attempt") is not None
 print(get_provider_info()["package-name"], airflow_ecr_layers.__file__)
 """
 # Parses each folder given with a DagBag as the DAG processor does, and prints its DAG ids and import errors.

@@ -48,6 +48,53 @@ def test_core_never_imports_airflow(path: Path) -> None:
     assert not {m for m in imported_modules(path) if is_under(m, "airflow")}
 
 
+# --- the core's rooms import only downward (issue 19) -----------------------------------
+
+CORE = PACKAGE / "core"
+ROOMS = ["floor", "sources", "oci", "archives", "ecr", "engine", "push", "readback", "waits"]
+"""The core's rooms, bottom first: each may import only the rooms before it (and itself).
+``floor`` is the modules directly in ``core/`` (errors, limits), which every room stands on."""
+
+
+def room_of(module: str) -> str | None:
+    """The room of a ``airflow_ecr_layers.core`` module, or None for a module outside the core."""
+    if not is_under(module, "airflow_ecr_layers.core"):
+        return None
+    parts = module.split(".")[2:]
+    return parts[0] if len(parts) > 1 and (CORE / parts[0]).is_dir() else "floor"
+
+
+def test_every_room_of_the_core_is_ranked_and_each_has_its_say() -> None:
+    folders = sorted(p.name for p in CORE.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert sorted(ROOMS[1:]) == folders
+    for room in folders:
+        doc = ast.get_docstring(ast.parse((CORE / room / "__init__.py").read_text())) or ""
+        assert 1 <= len(doc.strip().splitlines()) <= 2, f"{room}/__init__.py says what lives there in two lines"
+    assert sorted(p.name for p in CORE.glob("*.py")) == ["__init__.py", "errors.py", "limits.py"]
+
+
+@pytest.mark.parametrize("path", modules(CORE), ids=lambda p: str(p.relative_to(CORE)))
+def test_no_room_of_the_core_imports_up_into_a_room_that_uses_it(path: Path) -> None:
+    here = room_of(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    assert here is not None
+    above = {
+        module: room
+        for module in imported_modules(path)
+        if (room := room_of(module)) is not None and ROOMS.index(room) > ROOMS.index(here)
+    }
+    assert not above, f"{path.relative_to(CORE)} ({here}) imports rooms above it: {above}"
+
+
+def test_the_room_checker_sees_an_import_up(tmp_path: Path) -> None:
+    assert room_of("airflow_ecr_layers.core.errors") == "floor"
+    assert room_of("airflow_ecr_layers.core.engine.transfer") == "engine"
+    assert room_of("airflow_ecr_layers.hooks") is None
+    sample = tmp_path / "sample.py"
+    sample.write_text("from airflow_ecr_layers.core.push.artifact import push_artifact\n")
+    found = {room_of(m) for m in imported_modules(sample, "airflow_ecr_layers.core.ecr")}
+    assert found == {"push"} and ROOMS.index("push") > ROOMS.index("ecr")
+
+
 RUNTIME = [p for p in modules(PACKAGE) if TEST_TOOLS not in p.parents]
 
 

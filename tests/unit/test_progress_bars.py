@@ -6,7 +6,7 @@ import io
 import logging
 import re
 
-from airflow_ecr_layers.core.progress import ProgressLog
+from airflow_ecr_layers.core.engine.progress import ProgressLog
 from airflow_ecr_layers.progress_bars import ProgressBars, short_name
 
 MiB = 1024 * 1024

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_ecr_layers.core.errors import InvalidInputError
-from airflow_ecr_layers.core.identity import (
+from airflow_ecr_layers.core.oci.layers import chunk_title, layers_of, validate_chunk_size
+from airflow_ecr_layers.core.sources.blobs import BytesSource
+from airflow_ecr_layers.core.sources.identity import (
     CHUNK_FILE_SIZE,
     CHUNK_OF,
     CHUNK_OFFSET,
@@ -21,8 +23,6 @@ from airflow_ecr_layers.core.identity import (
     SourceIdentity,
     recorded_layers,
 )
-from airflow_ecr_layers.core.layers import chunk_title, layers_of, validate_chunk_size
-from airflow_ecr_layers.core.sources import BytesSource
 from helpers import MiB
 
 S3 = SourceIdentity("s3://bucket/models/a.bin", 100, '"etag-1"', "v1")

@@ -1,0 +1,161 @@
+"""Learn a layer's digest before reading it, cheapest first, so a re-push pays only for what changed.
+
+For each layer, in this order:
+
+1. ``expected_digest``, when the caller gave one;
+2. what the last push recorded: the layer of the previous manifest whose identity token
+   (:mod:`.identity`) matches this source's, so the same object, unchanged, in the same
+   registry and repository;
+3. the sha256 the store keeps of the whole object (S3's full-object checksum), when it
+   keeps one;
+4. with ``hash_first``, one read to hash it.
+
+Every digest learnt is then checked with one batched BatchCheckLayerAvailability: a
+layer ECR holds as AVAILABLE with the same size is not uploaded (and, unless it was
+hashed, not read). A recorded digest that ECR does not hold is forgotten, with a log
+line saying why: the source is read and uploaded as if it were new. Any other digest
+learnt becomes the upload's ``expected_digest``: the streamed bytes must hash to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from airflow_ecr_layers.core.ecr.calls import EcrCalls, LayerAvailability
+from airflow_ecr_layers.core.limits import MiB, validate_digest
+from airflow_ecr_layers.core.oci.layers import LayerSpec, NamedSource
+from airflow_ecr_layers.core.oci.manifest import DOCKER_MANIFEST, OCI_MANIFEST
+from airflow_ecr_layers.core.sources.blobs import hash_and_count
+from airflow_ecr_layers.core.sources.identity import RecordedLayer, recorded_layers
+
+log = logging.getLogger("airflow_ecr_layers")
+
+Origin = Literal["expected", "recorded", "stored", "hashed"]
+HASH_BLOCK = 8 * MiB
+"""Bytes read at a time by a hash-first pass (one ranged GET each on S3)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What was learnt of one layer before any upload."""
+
+    present: bool
+    """ECR holds the blob: nothing to upload."""
+    digest: str | None = None
+    """The digest learnt: the blob's when present, else the upload's expected digest (or None)."""
+    origin: Origin | None = None
+    bytes_read: int = 0
+    """Bytes read to learn it (a hash-first pass)."""
+
+    @property
+    def reused(self) -> bool:
+        """The digest came from the previous push's record: the source was not read."""
+        return self.present and self.origin == "recorded"
+
+
+def previous_layers(
+    calls: EcrCalls, repository_name: str, registry_id: str, reference: str | None
+) -> dict[str, RecordedLayer]:
+    """The recorded layers of the image ``reference`` (a tag or a digest) names now, by token.
+
+    Nothing when there is no such image, or when it is not an image manifest.
+    """
+    if not reference:
+        return {}
+    image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
+    found = calls.batch_get_image(
+        repository_name, [image_id], registry_id, accepted_media_types=(OCI_MANIFEST, DOCKER_MANIFEST)
+    )
+    if not found:
+        log.info("No image %s in %s yet: nothing to reuse", reference, repository_name)
+        return {}
+    recorded = recorded_layers(found[0].manifest)
+    log.info("%s:%s records %d layers that a source may reuse", repository_name, reference, len(recorded))
+    return recorded
+
+
+def learn_digests(
+    calls: EcrCalls,
+    repository_name: str,
+    registry_id: str,
+    layers: Sequence[LayerSpec],
+    *,
+    recorded: Mapping[str, RecordedLayer] | None = None,
+    hash_first: bool = False,
+) -> list[Finding]:
+    """One :class:`Finding` per layer, in order (see the module docstring)."""
+    recorded = recorded or {}
+    known: list[tuple[str, Origin] | None] = []
+    for layer in layers:
+        size = layer.source.size
+        if layer.expected_digest is not None:
+            known.append((validate_digest(layer.expected_digest, "expected_digest"), "expected"))
+            continue
+        token = layer.identity.token(registry_id, repository_name, layer.offset, size) if layer.identity else None
+        previous = recorded.get(token) if token else None
+        if previous is not None and previous.size == size:
+            known.append((previous.digest, "recorded"))
+        elif layer.whole_object and isinstance(layer.source, NamedSource) and (stored := layer.source.stored_sha256()):
+            known.append((stored, "stored"))
+        else:
+            known.append(None)
+    held = _availability(calls, repository_name, registry_id, [k[0] for k in known if k])
+    findings = [_judge(layer, k, held) for layer, k in zip(layers, known, strict=True)]
+    if hash_first:
+        findings = _hash_first(calls, repository_name, registry_id, layers, findings)
+    return findings
+
+
+def _availability(
+    calls: EcrCalls, repository_name: str, registry_id: str, digests: Sequence[str]
+) -> dict[str, LayerAvailability]:
+    if not digests:
+        return {}
+    return calls.batch_check_layer_availability(repository_name, sorted(set(digests)), registry_id)
+
+
+def _is_held(found: LayerAvailability | None, size: int) -> bool:
+    return found is not None and found.available and found.size in (None, size)
+
+
+def _judge(layer: LayerSpec, known: tuple[str, Origin] | None, held: Mapping[str, LayerAvailability]) -> Finding:
+    if known is None:
+        return Finding(False)
+    digest, origin = known
+    found = held.get(digest)
+    if _is_held(found, layer.source.size):
+        return Finding(True, digest, origin)
+    if origin == "recorded":
+        status = "missing" if found is None else found.status
+        if found is not None and found.available:
+            status = f"{found.size} bytes, not {layer.source.size}"
+        log.info(
+            "%s: the digest recorded last time, %s, is not usable in ECR (%s); reading and uploading it",
+            layer.source.name,
+            digest,
+            status,
+        )
+        return Finding(False)
+    return Finding(False, digest, origin)
+
+
+def _hash_first(
+    calls: EcrCalls, repository_name: str, registry_id: str, layers: Sequence[LayerSpec], findings: list[Finding]
+) -> list[Finding]:
+    """Hash every layer nothing is known of yet; skip the upload of those ECR holds."""
+    hashed: dict[int, tuple[str, int]] = {}
+    for index, (layer, finding) in enumerate(zip(layers, findings, strict=True)):
+        if not finding.present and finding.digest is None:
+            size, digest = hash_and_count(layer.source, HASH_BLOCK)
+            hashed[index] = (digest, size)
+    held = _availability(calls, repository_name, registry_id, [digest for digest, _ in hashed.values()])
+    result = list(findings)
+    for index, (digest, size) in hashed.items():
+        present = _is_held(held.get(digest), size)
+        if present:
+            log.info("%s hashes to %s, which ECR holds: not uploading it", layers[index].source.name, digest)
+        result[index] = Finding(present, digest, "hashed", bytes_read=size)
+    return result

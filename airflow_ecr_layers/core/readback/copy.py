@@ -1,0 +1,190 @@
+"""Copy an image (or an index and its children, and their referrers) from one repository to another.
+
+Across repositories, accounts and regions: the source and the destination each have their
+own engine, so their own credentials. The source's manifests are read with BatchGetImage
+and put into the destination byte for byte, so every digest is the same on both sides;
+children go before the index that names them, and the tags go on the top-level manifest
+last. Each blob the destination lacks (one batched BatchCheckLayerAvailability) streams
+from the source's download URL straight into UploadLayerPart (:mod:`.download`): no local
+copy, the memory of a push, and the sha256 of what streams checked against the digest
+before the layer is completed. With ``include_referrers``, the artifacts whose ``subject``
+is the image (signatures, SBOMs) follow it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_ecr_layers.core.ecr.calls import ImageRecord
+from airflow_ecr_layers.core.ecr.references import ImageReference
+from airflow_ecr_layers.core.engine.results import ImagePushResult
+from airflow_ecr_layers.core.engine.transfer import EcrTransfer
+from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.limits import (
+    DEFAULT_MAX_CONCURRENCY,
+    MiB,
+    validate_digest,
+    validate_repository_name,
+    validate_tags,
+)
+from airflow_ecr_layers.core.oci.image_plan import BlobRef, ImagePlan
+from airflow_ecr_layers.core.oci.manifest import INDEX_TYPES, OCI_MANIFEST, Manifest
+from airflow_ecr_layers.core.push.image import push_image
+from airflow_ecr_layers.core.readback.download import LayerDownload
+from airflow_ecr_layers.core.readback.pull import fetch_manifest
+
+log = logging.getLogger("airflow_ecr_layers")
+
+MAX_REFERRER_DEPTH = 3
+"""Referrers of referrers (a signature of an SBOM of the image) are followed this deep."""
+
+
+@dataclass(frozen=True)
+class CopyResult(ImagePushResult):
+    """The image as the destination now holds it, where it came from, and its copied referrers."""
+
+    source: str = ""
+    referrers: list[ImagePushResult] = field(default_factory=list)
+
+    @property
+    def bytes_copied(self) -> int:
+        copied = [self, *self.referrers]
+        return sum(blob.size for result in copied for blob in result.blobs if not blob.skipped)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **super().as_dict(),
+            "source": self.source,
+            "referrers": [
+                {"image_digest": r.image_digest, "manifest_media_type": r.manifest_media_type} for r in self.referrers
+            ],
+            "bytes_copied": self.bytes_copied,
+        }
+
+
+class _Source:
+    """The source side: its engine, repository and registry id."""
+
+    def __init__(self, engine: EcrTransfer, reference: ImageReference) -> None:
+        self.engine = engine
+        self.reference = reference
+        self.registry_id = engine.calls.repository_registry_id(reference.repository_name, reference.registry_id)
+
+    def image(self, digest: str | None = None) -> ImageRecord:
+        at = self.reference if digest is None else ImageReference(self.reference.repository_name, digest=digest)
+        return fetch_manifest(self.engine, at.with_defaults(self.registry_id, None))
+
+    def plan(self, top: ImageRecord) -> ImagePlan:
+        """Every manifest under ``top`` (children first) and every blob they name, as download sources."""
+        plan = ImagePlan("ecr")
+        self._walk(top, plan, seen=set())
+        return plan
+
+    def _walk(self, image: ImageRecord, plan: ImagePlan, seen: set[str]) -> None:
+        if image.image_digest in seen:
+            raise InvalidInputError(f"Manifest {image.image_digest} names itself through its children")
+        seen.add(image.image_digest)
+        body = json.loads(image.manifest)
+        media_type = image.media_type or body.get("mediaType") or OCI_MANIFEST
+        if media_type in INDEX_TYPES:
+            for child in body.get("manifests") or []:
+                self._walk(self.image(validate_digest(child.get("digest"), "child manifest digest")), plan, seen)
+        else:
+            for blob in [body.get("config"), *(body.get("layers") or [])]:
+                if blob and blob.get("urls"):
+                    log.info("Layer %s is non-distributable (it names URLs): left for clients to fetch", blob["digest"])
+                    continue
+                if blob:
+                    digest, size = validate_digest(blob.get("digest"), "blob digest"), int(blob["size"])
+                    source = LayerDownload(
+                        self.engine.calls, self.reference.repository_name, digest, size, registry_id=self.registry_id
+                    )
+                    plan.add_blob(BlobRef(digest, size, str(blob.get("mediaType")), source))
+        plan.add_manifest(Manifest(image.manifest, media_type))
+
+
+def copy_image(
+    source_engine: EcrTransfer,
+    source: ImageReference,
+    engine: EcrTransfer,
+    repository_name: str,
+    *,
+    registry_id: str | None = None,
+    tags: Sequence[str] | None = None,
+    include_referrers: bool = False,
+    part_size: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+) -> CopyResult:
+    """Copy the image ``source`` names (through ``source_engine``) into ``repository_name``
+    (through ``engine``), tagged ``tags``; without tags, the source's tag if it has one."""
+    validate_repository_name(repository_name)
+    tags = validate_tags(tags) if tags else ([source.tag] if source.tag else [])
+    origin = _Source(source_engine, source)
+    top = origin.image()
+    log.info("Copying %s (%s) to %s", source, top.image_digest, repository_name)
+    result = push_image(
+        engine,
+        repository_name,
+        origin.plan(top),
+        tags=tags,
+        registry_id=registry_id,
+        part_size=part_size,
+        max_concurrency=max_concurrency,
+    )
+    referrers = (
+        _copy_referrers(
+            origin, top.image_digest, engine, repository_name, result.registry_id, part_size, max_concurrency, depth=1
+        )
+        if include_referrers
+        else []
+    )
+    copied = CopyResult(**vars(result), source=str(source), referrers=referrers)
+    log.info(
+        "Copied %s to %s:%s as %s: %d blobs, %d already there, %.1f MiB sent, %d referrers",
+        source,
+        repository_name,
+        ",".join(tags) or "<untagged>",
+        result.image_digest,
+        len(result.blobs),
+        result.skipped,
+        copied.bytes_copied / MiB,
+        len(referrers),
+    )
+    return copied
+
+
+def _copy_referrers(
+    origin: _Source,
+    subject: str,
+    engine: EcrTransfer,
+    repository_name: str,
+    registry_id: str,
+    part_size: int | None,
+    max_concurrency: int,
+    depth: int,
+) -> list[ImagePushResult]:
+    """Every referrer of ``subject`` (and theirs, :data:`MAX_REFERRER_DEPTH` deep), untagged."""
+    copied: list[ImagePushResult] = []
+    for referrer in origin.engine.calls.list_image_referrers(
+        origin.reference.repository_name, subject, origin.registry_id
+    ):
+        image = origin.image(referrer.digest)
+        result = push_image(
+            engine,
+            repository_name,
+            origin.plan(image),
+            registry_id=registry_id,
+            part_size=part_size,
+            max_concurrency=max_concurrency,
+        )
+        log.info("Copied referrer %s (%s) of %s", referrer.digest, referrer.artifact_type, subject)
+        copied.append(result)
+        if depth < MAX_REFERRER_DEPTH:
+            copied += _copy_referrers(
+                origin, referrer.digest, engine, repository_name, registry_id, part_size, max_concurrency, depth + 1
+            )
+    return copied
