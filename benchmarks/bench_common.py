@@ -28,7 +28,6 @@ SLOW_SINK_CONN_ID = "ecr_sink_slow"
 PART_DELAY_MS = 50
 """The slow sink's wait before answering each part: a stand-in for a real registry's round trip."""
 MOTO_ECR_CONN_ID = "ecr_moto"
-SEED_CHUNK = 32 * MiB
 WARMUP_SIZE = 1 * MiB
 
 
@@ -114,15 +113,12 @@ def seeding_s3(moto_url: str) -> Any:
     return boto_client("s3", moto_url, read_timeout=900, retries={"total_max_attempts": 1})
 
 
-def seed(s3: Any, key: str, size: int, salt: bytes = b"") -> str:
-    """Put ``size`` bytes at ``s3://BUCKET/key`` a chunk at a time (multipart); return the URL."""
-    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
-    parts = []
-    for number, offset in enumerate(range(0, size, SEED_CHUNK), start=1):
-        body = pattern_bytes(number, min(SEED_CHUNK, size - offset), salt)
-        etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
-    s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+def seed(s3: Any, key: str, size: int, salt: str = "") -> str:
+    """Put ``size`` pseudo-random bytes (the same for the same ``salt``) at ``s3://BUCKET/key``,
+    a piece at a time (multipart: never all in memory); return the URL."""
+    from airflow_ecr_layers.testing.seeding import seed_object
+
+    seed_object(s3, BUCKET, key, size, salt=salt)
     return f"s3://{BUCKET}/{key}"
 
 
@@ -134,9 +130,9 @@ def seed_artifacts(moto_url: str, sizes: Iterable[int]) -> dict[int, str]:
     return {size: seed(s3, f"artifact-{size}", size) for size in sorted(set(sizes))}
 
 
-def pattern_bytes(index: int, size: int, salt: bytes = b"") -> bytes:
-    """Incompressible-looking bytes that differ per chunk (cheap: one shake_256 call)."""
-    return hashlib.shake_256(salt + index.to_bytes(8, "big")).digest(size)
+def pattern_bytes(index: int, size: int) -> bytes:
+    """``size`` incompressible-looking bytes in memory, different for each ``index`` (one shake_256 call)."""
+    return hashlib.shake_256(index.to_bytes(8, "big")).digest(size)
 
 
 def ecr_hook(conn_id: str, fast_upload: bool) -> Any:

@@ -39,7 +39,7 @@ def seed_source(sizes: Sizes, moto_url: str) -> str:
     from airflow_ecr_layers.core.layers import LayerSpec
     from airflow_ecr_layers.core.sources import BytesSource
 
-    url = seed(seeding_s3(moto_url), "copy/layer.bin", sizes.copy_layer, salt=b"copy")
+    url = seed(seeding_s3(moto_url), "copy/layer.bin", sizes.copy_layer, salt="copy-")
     boto_client("ecr", moto_url).create_repository(repositoryName=COPY_REPOSITORY)
     push_objects("copy source", MOTO_ECR_CONN_ID, url, COPY_REPOSITORY, ["v1"])
     engine = ecr_hook(MOTO_ECR_CONN_ID, fast_upload=True).engine

@@ -39,11 +39,11 @@ def measure_repush(sizes: Sizes, moto_url: str) -> list[Push]:
     s3 = seeding_s3(moto_url)
     boto_client("ecr", moto_url).create_repository(repositoryName=REPUSH_REPOSITORY)
     for index in range(REPUSH_OBJECTS):
-        seed(s3, f"{REPUSH_PREFIX}object-{index}.bin", sizes.repush_object, salt=bytes([index]))
+        seed(s3, f"{REPUSH_PREFIX}object-{index}.bin", sizes.repush_object, salt=f"repush-{index}-")
     url = f"s3://{BUCKET}/{REPUSH_PREFIX}"
     first = push_objects("first push", MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
     unchanged = push_objects("again, unchanged", MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
-    seed(s3, f"{REPUSH_PREFIX}object-3.bin", sizes.repush_object, salt=b"changed")
+    seed(s3, f"{REPUSH_PREFIX}object-3.bin", sizes.repush_object, salt="repush-changed-")
     one_changed = push_objects("again, 1 of 8 changed", MOTO_ECR_CONN_ID, url, REPUSH_REPOSITORY, ["latest"])
     return [first, unchanged, one_changed]
 
@@ -51,7 +51,7 @@ def measure_repush(sizes: Sizes, moto_url: str) -> list[Push]:
 def measure_chunked(sizes: Sizes, moto_url: str) -> tuple[Push, Push]:
     """One file to the slow sink, as one layer and as four chunks, at ``max_concurrency`` 2;
     the two interleaved ``repeats`` times, medians."""
-    url = seed(seeding_s3(moto_url), "chunked/model.bin", sizes.chunked_file, salt=b"chunked")
+    url = seed(seeding_s3(moto_url), "chunked/model.bin", sizes.chunked_file, salt="chunked-")
     whole: list[Push] = []
     chunked: list[Push] = []
     for _ in range(sizes.repeats):
