@@ -1,7 +1,8 @@
 """``airflow-ecr-layers``: the same pushes as the operators, from a shell.
 
     airflow-ecr-layers push SOURCE... REPOSITORY[:TAG] [--tag T] [--artifact-type T] [--annotation k=v]
-        [--chunk-size BYTES] [--hash-first] [--no-reuse] [--reuse-from TAG|DIGEST] [--record-source]
+        [--chunk-size BYTES] [--hash-first] [--no-reuse] [--reuse-from TAG|DIGEST] [--verify-reuse]
+        [--record-source]
 
 A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (``*``, ``**``).
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
@@ -182,6 +183,7 @@ def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None)
         reuse=args.reuse,
         reuse_from=args.reuse_from,
         hash_first=args.hash_first,
+        verify_reuse=args.verify_reuse,
         record_source=args.record_source,
         resume=resume_store(args),
     ).as_dict()
@@ -263,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reuse-from", metavar="TAG|DIGEST", help="reuse the layers of this image (default: the first tag)"
     )
     push.add_argument(
+        "--verify-reuse",
+        action="store_true",
+        help="hash each source a record would reuse; reuse it only if its bytes hash to the record",
+    )
+    push.add_argument(
         "--hash-first",
         action="store_true",
         help="hash each source first; upload only what ECR lacks (reads a changed source twice)",
@@ -270,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--record-source",
         action="store_true",
-        help="record source URL, size, ETag, version in clear on the layers (default: a digest of them)",
+        help="record the source URL, size and mtime in clear on the layers (default: only a digest of the identity)",
     )
     push.set_defaults(run=cmd_push)
     progress_option(push)

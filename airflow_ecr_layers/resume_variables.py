@@ -12,8 +12,10 @@ never a re-sent layer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import time
 from typing import Any
 
 from airflow.sdk import Variable
@@ -24,8 +26,18 @@ SAVE_INTERVAL = 5.0
 """Seconds between saves of one upload's progress (each save is one Variable write)."""
 
 
+MAX_NAME = 250
+"""The longest Variable key Airflow stores."""
+PREFIX = "airflow_ecr_layers.resume."
+
+
 def variable_name(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
-    return f"airflow_ecr_layers.resume.{dag_id}.{task_id}.{run_id}.{map_index}"
+    """``airflow_ecr_layers.resume.<dag_id>.<task_id>.<run_id>.<map_index>``; a name longer than
+    Airflow takes (long ids, a long run id) is the prefix and the sha256 of that name instead."""
+    name = f"{PREFIX}{dag_id}.{task_id}.{run_id}.{map_index}"
+    if len(name) <= MAX_NAME:
+        return name
+    return PREFIX + hashlib.sha256(name.encode()).hexdigest()
 
 
 class VariableResumeStore:
@@ -61,7 +73,7 @@ class VariableResumeStore:
 
     def save(self, key: str, record: ResumeRecord) -> None:
         with self._lock:
-            records = self._records()
+            records = {k: v for k, v in self._records().items() if not _expired(v)}
             records[key] = record.to_json()
             Variable.set(self.name, json.dumps(records), description="airflow-ecr-layers: uploads to resume")
 
@@ -74,3 +86,9 @@ class VariableResumeStore:
                 Variable.set(self.name, json.dumps(records), description="airflow-ecr-layers: uploads to resume")
             else:
                 Variable.delete(self.name)
+
+
+def _expired(stored: object) -> bool:
+    """Whether a stored record is unusable: malformed, or older than a record lives."""
+    record = ResumeRecord.from_json(stored)
+    return record is None or record.expired(time.time())

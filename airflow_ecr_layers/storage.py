@@ -27,8 +27,8 @@ from typing import Any, BinaryIO
 from airflow_ecr_layers.core.archives.gzip_streams import GunzipSource, is_gzip
 from airflow_ecr_layers.core.archives.reading import ArchiveReader, DirectoryLayout
 from airflow_ecr_layers.core.archives.tar_index import HostileArchiveError, TarIndex, normalize
-from airflow_ecr_layers.core.errors import SourceError
-from airflow_ecr_layers.core.sources.blobs import BlobSource, local_identity
+from airflow_ecr_layers.core.errors import SourceChangedError, SourceError
+from airflow_ecr_layers.core.sources.blobs import BlobSource, check_same_file, local_identity
 from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -180,21 +180,39 @@ class ObjectStorageSource:
         return int(self.info["size"])
 
     def identity(self) -> SourceIdentity | None:
-        """S3: URL, size, ETag, version id. A local file: path, size, ``mtime_ns``. Elsewhere the
-        store's own ETag or generation where it reports one, else None (no reuse)."""
+        """The snapshot's identity. S3: URL, size, ETag, version id. A local file: path, size,
+        ``mtime_ns``, inode, device, ``ctime_ns``. Elsewhere the store's own ETag or generation.
+        None where the store reports neither an ETag nor a version (an S3-compatible store
+        without ETags included): such a source is never reused by its URL and size alone."""
+        if self._stat is not None:
+            return local_identity(self.path.path, self._stat)
         info = self.info
         if self.path.on_s3:
             bucket, key, version_id = self.path.fs.split_path(self.path.path)
-            return SourceIdentity(
-                f"s3://{bucket}/{key}", self.size, info.get("ETag"), info.get("VersionId") or version_id
-            )
-        if self._stat is not None:
-            return local_identity(self.path.path, self._stat)
-        etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
-        version = info.get("VersionId") or info.get("generation")
+            url, etag, version = f"s3://{bucket}/{key}", info.get("ETag"), info.get("VersionId") or version_id
+        else:
+            url, etag = str(self.path), info.get("ETag") or info.get("etag") or info.get("md5Hash")
+            version = info.get("VersionId") or info.get("generation")
         if not etag and not version:
             return None
-        return SourceIdentity(str(self.path), self.size, str(etag) if etag else None, str(version) if version else None)
+        return SourceIdentity(url, self.size, str(etag) if etag else None, str(version) if version else None)
+
+    def check_unchanged(self) -> None:
+        """After the last byte: a local file must still be the one opened; another store's object
+        must still have the ETag, generation and size it had (S3 reads are pinned by ``If-Match``)."""
+        if self._stat is not None:
+            check_same_file(self.path.path, self._stat)
+            return
+        if self.path.on_s3:
+            return
+        opened = self.identity()
+        try:
+            info = self.path.fs.info(self.path.path)
+        except (OSError, ValueError) as exc:
+            raise SourceChangedError(f"{self.name} is gone or unreadable after it was read ({exc})") from exc
+        now = ObjectStorageSource(self.path, title=self._title, info=info)
+        if now.size != self.size or now.identity() != opened:
+            raise SourceChangedError(f"{self.name} changed while it was read; nothing was completed from it")
 
     def stored_sha256(self) -> str | None:
         """S3's full-object SHA-256 of this object (HeadObject in checksum mode), if S3 keeps one.

@@ -13,6 +13,7 @@ from airflow_ecr_layers.core.engine.planning import validate_part_size
 from airflow_ecr_layers.core.limits import validate_repository_name
 from airflow_ecr_layers.core.oci.manifest import DEFAULT_LAYER_MEDIA_TYPE, TITLE_ANNOTATION, validate_media_type
 from airflow_ecr_layers.core.push.artifact import put_artifact_manifest
+from airflow_ecr_layers.core.sources.identity import Target
 from airflow_ecr_layers.object_storage import open_source
 from airflow_ecr_layers.operators.base import CreatesRepository, EcrLayersBaseOperator, PublishesImage
 from airflow_ecr_layers.operators.xcom import descriptor_of, optional_int, require, upload_session
@@ -95,10 +96,9 @@ class UploadLayerPartsOperator(EcrLayersBaseOperator):
         media_type = validate_media_type(self.media_type, "media_type")
         source = open_source(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id)
         uploaded = self.engine.upload_parts(session, source, part_size=part_size, expected_digest=self.expected_digest)
-        identity = source.identity()
-        recorded = (
-            identity.annotations(session.registry_id, session.repository_name, 0, source.size) if identity else {}
-        )
+        identity = source.identity()  # the snapshot taken when the source was opened, checked after the last byte
+        target = Target(session.registry_id, self.engine.calls.region, session.repository_name)
+        recorded = identity.annotations(target, 0, source.size) if identity else {}
         return {
             **uploaded.as_dict(),
             "media_type": media_type,

@@ -37,10 +37,14 @@ class PushArtifactOperator(StoragePushOperator):
         (5 MiB or more; off by default), uploaded in parallel.
     :param reuse: reuse the layers the previous push recorded for unchanged sources.
     :param reuse_from: the tag or digest whose layers to reuse (default: the first tag).
+    :param verify_reuse: hash each source a record would reuse, and reuse it only when its bytes
+        hash to the recorded digest (reads unchanged sources, still sends nothing): for
+        repositories whose writers are not trusted with the sources' metadata.
     :param hash_first: read each source once to hash it, and upload it only when ECR lacks it
         (two reads of a changed source; the default reads once, hashing while uploading).
-    :param record_source: record the sources' URL, size, ETag and version in clear on the layers
-        (by default only a digest of them: bucket names and paths stay private).
+    :param record_source: record the sources' URL, size and mtime in clear on the layers (by
+        default only a digest of the identity: bucket names and paths stay private). The ETag,
+        version id, inode and ctime that key the digest are never written in clear.
     :return: the PutImage result, ``layers`` (one dict per layer: ``digest``, ``size``,
         ``media_type``, ``annotations``, ``skipped``, ``reused``, ``bytes_read``, ``bytes_sent``)
         and ``totals`` (``layers``, ``reused``, ``skipped``, ``bytes_read``, ``bytes_sent``).
@@ -73,6 +77,7 @@ class PushArtifactOperator(StoragePushOperator):
         reuse: bool = True,
         reuse_from: str | None = None,
         hash_first: bool = False,
+        verify_reuse: bool = False,
         record_source: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -86,6 +91,7 @@ class PushArtifactOperator(StoragePushOperator):
         self.reuse = reuse
         self.reuse_from = reuse_from
         self.hash_first = hash_first
+        self.verify_reuse = verify_reuse
         self.record_source = record_source
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -106,6 +112,7 @@ class PushArtifactOperator(StoragePushOperator):
             reuse=bool(self.reuse),
             reuse_from=self.reuse_from or None,
             hash_first=bool(self.hash_first),
+            verify_reuse=bool(self.verify_reuse),
             record_source=bool(self.record_source),
             **settings,
         )

@@ -13,14 +13,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_ecr_layers.core.ecr.calls import UploadSession
-from airflow_ecr_layers.core.engine.resume import FileResumeStore, MemoryResumeStore, ResumePoint
+from airflow_ecr_layers.core.engine.resume import RECORD_LIFETIME, FileResumeStore, MemoryResumeStore, ResumePoint
 from airflow_ecr_layers.core.sources.blobs import LocalFileSource
+from airflow_ecr_layers.core.sources.identity import Target
 from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from helpers import ROOT, MiB, pattern_bytes, sha256, wait_for
@@ -28,6 +30,7 @@ from helpers import ROOT, MiB, pattern_bytes, sha256, wait_for
 PART = 5 * MiB
 PARTS = 10
 SIZE = PARTS * PART - 12_345  # ten parts, the last one short
+REGION = "us-east-1"
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def half_done(hook: Any, repo: str, source: LocalFileSource, parts: int) -> Uplo
 
 
 def point(store: Any, source: LocalFileSource, repo: str) -> ResumePoint:
-    found = ResumePoint.of(store, source.identity(), None, "123456789012", repo, 0, source.size)
+    found = ResumePoint.of(store, source.identity(), None, Target("123456789012", REGION, repo), 0, source.size)
     assert found is not None
     return found
 
@@ -86,24 +89,38 @@ def test_a_record_behind_ecr_costs_one_refused_part_not_the_layer(
     assert stats.repository(repo).upload_layer_part_calls == 1 + PARTS - 4  # part 3 refused, then 5 to 10
 
 
-def test_a_changed_source_or_an_expired_upload_starts_over_saying_why(
+def test_a_changed_source_finds_the_old_record_and_replaces_it(
+    hook: Any, repo: str, stats: Any, artifact: tuple[LocalFileSource, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records are keyed by where the upload goes and what it reads, not by the source's version:
+    the source rewritten since the killed attempt finds that attempt's record, and starts over."""
+    source, _ = artifact
+    session = half_done(hook, repo, source, 4)
+    store = MemoryResumeStore()
+    killed = point(store, source, repo)
+    killed.save(killed.record(session.registry_id, repo, session.upload_id, PART, SIZE, 4 * PART), force=True)
+
+    rewritten = pattern_bytes(SIZE, seed=12)  # the same size, other bytes: a new version of the file
+    Path(source.path).write_bytes(rewritten)
+    changed = LocalFileSource(source.path)
+    retry = point(store, changed, repo)
+    assert retry.key == killed.key and retry.source != killed.source
+    stats.reset()
+    with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
+        blob = hook.engine.push_blob(repo, changed, media_type="application/octet-stream", part_size=PART, resume=retry)
+    assert blob.digest == sha256(rewritten) and stats.repository(repo).upload_layer_part_calls == PARTS
+    assert "was of other bytes (the source changed since): starting over" in caplog.text
+    assert store.records == {}  # the old record was dropped, the new one deleted on completion
+
+
+def test_an_expired_upload_starts_over_saying_why(
     hook: Any, repo: str, stats: Any, artifact: tuple[LocalFileSource, bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     source, data = artifact
-    session = half_done(hook, repo, source, 4)
     store = MemoryResumeStore()
     resume = point(store, source, repo)
-    stale = resume.record(session.registry_id, repo, session.upload_id, PART, SIZE, 4 * PART)
-    store.save(resume.key, type(stale)(**{**stale.to_json(), "source": {**stale.source, "mtime_ns": 1}}))
-    stats.reset()
-    with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
-        blob = hook.engine.push_blob(repo, source, media_type="application/octet-stream", part_size=PART, resume=resume)
-    assert blob.digest == sha256(data) and stats.repository(repo).upload_layer_part_calls == PARTS
-    assert "was of other bytes (the source changed since): starting over" in caplog.text
-
-    gone = resume.record(session.registry_id, repo, "no-such-upload", PART, SIZE, 4 * PART)
-    store.save(resume.key, gone)
-    caplog.clear()
+    gone = resume.record("123456789012", repo, "no-such-upload", PART, SIZE, 4 * PART)
+    resume.save(gone, force=True)
     with caplog.at_level(logging.INFO, logger="airflow_ecr_layers"):
         again = hook.engine.push_blob(
             repo, source, media_type="application/octet-stream", part_size=PART, resume=resume
@@ -112,11 +129,23 @@ def test_a_changed_source_or_an_expired_upload_starts_over_saying_why(
     assert "Upload no-such-upload expired or vanished" in caplog.text and "restarting from byte 0" in caplog.text
 
 
+def test_a_record_older_than_a_day_is_dropped_unread(artifact: tuple[LocalFileSource, bytes]) -> None:
+    source, _ = artifact
+    store = MemoryResumeStore()
+    resume = point(store, source, "team/models")
+    record = resume.record("123456789012", "team/models", "u-1", PART, SIZE, 4 * PART)
+    store.save(resume.key, type(record)(**{**record.to_json(), "updated": time.time() - RECORD_LIFETIME - 60}))
+    assert resume.load() is None and store.records == {}
+    resume.save(record, force=True)
+    assert resume.load() is not None  # a fresh record is read back
+
+
 def test_a_file_store_survives_the_process_and_ignores_garbage(tmp_path: Path) -> None:
     store = FileResumeStore(tmp_path / "resume")
     from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
-    resume = ResumePoint.of(store, SourceIdentity("file:///m", 10, mtime_ns=5), None, "123456789012", "r1", 0, 10)
+    home = Target("123456789012", REGION, "r1")
+    resume = ResumePoint.of(store, SourceIdentity("file:///m", 10, mtime_ns=5), None, home, 0, 10)
     assert resume is not None and resume.load() is None
     resume.save(resume.record("123456789012", "r1", "u-1", PART, 10, 5), force=True)
     assert FileResumeStore(tmp_path / "resume").load(resume.key) == resume.load()

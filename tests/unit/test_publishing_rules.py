@@ -18,40 +18,55 @@ from airflow_ecr_layers.core.sources.identity import (
     CHUNK_OF,
     CHUNK_OFFSET,
     IDENTITY,
+    KEYING_FIELDS,
     SOURCE_FIELDS,
     RecordedLayer,
     SourceIdentity,
+    Target,
     recorded_layers,
 )
 from helpers import MiB
 
 S3 = SourceIdentity("s3://bucket/models/a.bin", 100, '"etag-1"', "v1")
 DIGEST = "sha256:" + "a" * 64
+HOME = Target("123456789012", "us-east-1", "team/models")
 
 
-def test_the_token_changes_with_every_field_the_repository_and_the_range() -> None:
-    token = S3.token("123456789012", "team/models", 0, 100)
-    assert token.startswith("sha256:") and token == S3.token("123456789012", "team/models", 0, 100)
+def test_the_token_changes_with_every_field_the_registry_region_repository_and_the_range() -> None:
+    token = S3.token(HOME, 0, 100)
+    assert token.startswith("sha256:") and token == S3.token(HOME, 0, 100)
     others = [
-        replace(S3, url="s3://bucket/models/b.bin").token("123456789012", "team/models", 0, 100),
-        replace(S3, size=101).token("123456789012", "team/models", 0, 100),
-        replace(S3, etag='"etag-2"').token("123456789012", "team/models", 0, 100),
-        replace(S3, version_id="v2").token("123456789012", "team/models", 0, 100),
-        replace(S3, mtime_ns=1).token("123456789012", "team/models", 0, 100),
-        S3.token("210987654321", "team/models", 0, 100),  # another registry
-        S3.token("123456789012", "team/other", 0, 100),  # another repository
-        S3.token("123456789012", "team/models", 50, 50),  # another range
+        replace(S3, url="s3://bucket/models/b.bin").token(HOME, 0, 100),
+        replace(S3, size=101).token(HOME, 0, 100),
+        replace(S3, etag='"etag-2"').token(HOME, 0, 100),
+        replace(S3, version_id="v2").token(HOME, 0, 100),
+        replace(S3, mtime_ns=1).token(HOME, 0, 100),
+        replace(S3, inode=1).token(HOME, 0, 100),
+        replace(S3, device=1).token(HOME, 0, 100),
+        replace(S3, ctime_ns=1).token(HOME, 0, 100),
+        S3.token(replace(HOME, registry_id="210987654321"), 0, 100),  # another registry
+        S3.token(replace(HOME, region="eu-west-1"), 0, 100),  # the same-named repository in another region
+        S3.token(replace(HOME, repository_name="team/other"), 0, 100),  # another repository
+        S3.token(HOME, 50, 50),  # another range
     ]
     assert token not in others and len(set(others)) == len(others)
 
 
-def test_the_fields_are_recorded_in_clear_only_when_asked() -> None:
-    hidden = S3.annotations("123456789012", "team/models", 0, 100)
+def test_the_fields_are_recorded_in_clear_only_when_asked_and_never_those_that_key_the_token() -> None:
+    hidden = S3.annotations(HOME, 0, 100)
     assert set(hidden) == {IDENTITY}
     assert "bucket" not in json.dumps(hidden)
-    clear = S3.annotations("123456789012", "team/models", 0, 100, in_clear=True)
-    assert clear[SOURCE_FIELDS["url"]] == "s3://bucket/models/a.bin" and clear[SOURCE_FIELDS["version_id"]] == "v1"
-    assert SOURCE_FIELDS["mtime_ns"] not in clear  # unset fields are not written
+    local = SourceIdentity("file:///data/a.bin", 100, mtime_ns=5, inode=7, device=9, ctime_ns=11)
+    clear = {**S3.annotations(HOME, 0, 100, in_clear=True), **local.annotations(HOME, 0, 100, in_clear=True)}
+    assert clear[SOURCE_FIELDS["url"]] == "file:///data/a.bin" and clear[SOURCE_FIELDS["mtime_ns"]] == "5"
+    in_clear = {key: value for key, value in clear.items() if key != IDENTITY}
+    assert in_clear == {
+        SOURCE_FIELDS["url"]: "file:///data/a.bin",
+        SOURCE_FIELDS["size"]: "100",
+        SOURCE_FIELDS["mtime_ns"]: "5",
+    }
+    assert set(KEYING_FIELDS) == {"etag", "version_id", "inode", "device", "ctime_ns"}
+    assert not set(KEYING_FIELDS) & set(SOURCE_FIELDS)
 
 
 def manifest(*layers: Any) -> bytes:

@@ -139,6 +139,11 @@ class EcrCalls:
         self.refreshes = 0
         """Clients replaced after expired credentials."""
 
+    @property
+    def region(self) -> str:
+        """The region the client talks to (a repository's name is unique only within one)."""
+        return str(getattr(getattr(self.client, "meta", None), "region_name", None) or "")
+
     def _invoke(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` with ``params``, translating service errors."""
         for attempt in (1, 2):

@@ -10,6 +10,15 @@ the confirmed prefix without sending it again, then continues the same upload fr
 expired starts over; so does one whose source changed. A record is deleted once its layer
 is complete.
 
+A record is keyed by where the upload goes and what it reads (registry, region, repository,
+the source's URL and the byte range), not by the source's version: an attempt on a source
+that changed since finds the old record, sees the identity differ, and replaces it. A record
+older than :data:`RECORD_LIFETIME` is dropped unread.
+
+Resume is a shortcut, so its store never takes a push down: a store that fails (an unwritable
+cache folder, a Variable that cannot be read or written) logs one warning and the push goes
+on without resume.
+
 Stores: :class:`FileResumeStore` (the CLI's, under the user's cache folder) and
 :class:`MemoryResumeStore` here; the operators keep theirs in an Airflow Variable
 (:mod:`airflow_ecr_layers.resume_variables`).
@@ -17,6 +26,8 @@ Stores: :class:`FileResumeStore` (the CLI's, under the user's cache folder) and
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -24,13 +35,24 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from airflow_ecr_layers.core.sources.identity import SourceIdentity
+from airflow_ecr_layers.core.sources.identity import SourceIdentity, Target
 
 log = logging.getLogger("airflow_ecr_layers")
+
+T = TypeVar("T")
+_FAILED_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Stores that failed once: every later call on them is skipped (one warning per store, so per push)."""
+_FAILED_LOCK = threading.Lock()
+
+RECORD_LIFETIME = 24 * 3600.0
+"""Seconds a record stays usable. ECR does not document how long it keeps an unfinished upload;
+an upload older than a day is started over (a record is a shortcut: dropping it costs a re-send)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,10 @@ class ResumeRecord:
     def matches(self, source: dict[str, Any], offset: int, size: int) -> bool:
         """Whether this record is of the same bytes of the same, unchanged source."""
         return self.source == source and (self.offset, self.size) == (offset, size)
+
+    def expired(self, now: float) -> bool:
+        """Whether the record is older than :data:`RECORD_LIFETIME` (or from the future)."""
+        return not (0 <= now - self.updated <= RECORD_LIFETIME)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +166,15 @@ class FileResumeStore:
         with tempfile.NamedTemporaryFile("w", dir=self.folder, delete=False, suffix=".tmp") as handle:
             json.dump(record.to_json(), handle)
         os.replace(handle.name, self._path(key))
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the records (of any push) not written for :data:`RECORD_LIFETIME`."""
+        oldest = time.time() - RECORD_LIFETIME
+        for path in self.folder.glob("*.json"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -151,6 +186,9 @@ class ResumePoint:
     :param source: what the layer's bytes are: the source's identity fields, or for a blob
         known by digest ``{"digest": ...}``. A record of other bytes is never resumed.
     :param offset: where the layer starts in that source.
+
+    Every store call is guarded: the store's first failure logs one warning and turns resume
+    off for every layer using that store; the upload goes on (see the module docstring).
     """
 
     def __init__(self, store: ResumeStore, key: str, source: dict[str, Any], offset: int = 0) -> None:
@@ -166,24 +204,28 @@ class ResumePoint:
         store: ResumeStore | None,
         identity: SourceIdentity | None,
         digest: str | None,
-        registry_id: str,
-        repository_name: str,
+        target: Target,
         offset: int,
         size: int,
     ) -> ResumePoint | None:
-        """The point for a layer: keyed by its source's identity token, else by its digest; None
-        when the layer has neither (nothing could tell it is the same next time) or there is no store."""
+        """The point for a layer, keyed by :func:`record_key`: its source's URL, else its digest.
+        None when the layer has neither (nothing could tell it is the same next time) or there is no store."""
         if store is None:
             return None
         if identity is not None:
-            return cls(store, identity.token(registry_id, repository_name, offset, size), identity.fields(), offset)
+            return cls(store, record_key(target, identity.url, offset, size), identity.fields(), offset)
         if digest is not None:
-            key = SourceIdentity(f"digest:{digest}", size).token(registry_id, repository_name, offset, size)
-            return cls(store, key, {"digest": digest}, offset)
+            return cls(store, record_key(target, f"digest:{digest}", offset, size), {"digest": digest}, offset)
         return None
 
     def load(self) -> ResumeRecord | None:
-        return self.store.load(self.key)
+        """The record of an earlier attempt, if any; an expired one is deleted instead."""
+        record = self._guarded("read", lambda: self.store.load(self.key))
+        if record is not None and record.expired(time.time()):
+            log.info("Dropping a resume record of upload %s: older than a day", record.upload_id)
+            self.delete()
+            return None
+        return record
 
     def record(
         self, registry_id: str, repository_name: str, upload_id: str, part_size: int, size: int, confirmed: int
@@ -195,8 +237,42 @@ class ResumePoint:
     def save(self, record: ResumeRecord, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._saved_at >= self.store.min_interval:
-            self.store.save(self.key, ResumeRecord(**{**record.to_json(), "updated": time.time()}))
+            stamped = ResumeRecord(**{**record.to_json(), "updated": time.time()})
+            self._guarded("write", lambda: self.store.save(self.key, stamped))
             self._saved_at = now
 
     def delete(self) -> None:
-        self.store.delete(self.key)
+        self._guarded("delete", lambda: self.store.delete(self.key))
+
+    def _guarded(self, what: str, call: Callable[[], T]) -> T | None:
+        """``call()``, unless the store failed before or fails now: then None, after one warning."""
+        if self.store in _FAILED_STORES:
+            return None
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - a failing store must never fail the upload
+            with _FAILED_LOCK:
+                if self.store in _FAILED_STORES:
+                    return None
+                _FAILED_STORES.add(self.store)
+            log.warning(
+                "Cannot %s a resume record (%s: %s); the push goes on without resume",
+                what,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+
+def record_key(target: Target, url: str, offset: int, length: int) -> str:
+    """Where an upload goes and what it reads: the same for every version of the source."""
+    canonical = {
+        "registry_id": target.registry_id,
+        "region": target.region,
+        "repository_name": target.repository_name,
+        "url": url,
+        "offset": offset,
+        "length": length,
+    }
+    data = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return "resume-" + hashlib.sha256(data).hexdigest()

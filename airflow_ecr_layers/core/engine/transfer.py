@@ -32,7 +32,7 @@ from airflow_ecr_layers.core.errors import (
 )
 from airflow_ecr_layers.core.limits import validate_digest
 from airflow_ecr_layers.core.oci.manifest import Manifest
-from airflow_ecr_layers.core.sources.blobs import BlobSource
+from airflow_ecr_layers.core.sources.blobs import BlobSource, check_unchanged
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -138,6 +138,7 @@ class EcrTransfer:
             reader.hash_remaining()  # ECR may hold bytes the reader never returned (a resume to the end)
             digest = reader.digest()
         attempt.bytes_read += reader.bytes_read
+        check_unchanged(source)  # the bytes read are those of the source as it was opened
         session = attempt.session
         if expected_digest is not None and digest != expected_digest:
             raise DigestMismatchError(

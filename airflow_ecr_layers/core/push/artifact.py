@@ -33,6 +33,7 @@ from airflow_ecr_layers.core.oci.manifest import (
 )
 from airflow_ecr_layers.core.push.discovery import Finding, learn_digests, previous_layers
 from airflow_ecr_layers.core.sources.blobs import BytesSource
+from airflow_ecr_layers.core.sources.identity import IDENTITY, SOURCE_FIELDS, Target
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -132,8 +133,7 @@ def push_layers(
             resume,
             layer.identity,
             layer.expected_digest,
-            registry_id or "",
-            repository_name,
+            Target(registry_id or "", engine.calls.region, repository_name),
             layer.offset,
             layer.source.size,
         )
@@ -170,6 +170,7 @@ def push_artifact(
     reuse: bool = True,
     reuse_from: str | None = None,
     hash_first: bool = False,
+    verify_reuse: bool = False,
     record_source: bool = False,
     resume: ResumeStore | None = None,
 ) -> ArtifactPushResult:
@@ -181,10 +182,13 @@ def push_artifact(
     Layers whose digest can be learnt without reading them (:mod:`.discovery`) and that
     ECR holds are neither read nor uploaded: with ``reuse``, the layers recorded by the
     image ``reuse_from`` names (a tag or a digest; by default the first tag) are matched
-    to the sources by identity. ``hash_first`` reads each remaining source once to hash
-    it before deciding to upload. Every layer records its source's identity (a digest of
-    it; ``record_source`` also writes the fields in clear). ``resume`` keeps each upload's
-    progress where a later attempt (after a killed worker) continues it.
+    to the sources by identity; ``verify_reuse`` hashes each such source and reuses it
+    only when its bytes hash to the record. ``hash_first`` reads each remaining source
+    once to hash it before deciding to upload. Every layer read records its source's
+    identity (a digest of it; ``record_source`` also writes the URL, size and mtime in
+    clear); a layer skipped on the caller's ``expected_digest`` was never read and records
+    none. ``resume`` keeps each upload's progress where a later attempt (after a killed
+    worker) continues it.
     """
     validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
@@ -203,7 +207,8 @@ def push_artifact(
     registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     if isinstance(subject, str):
         subject = subject_descriptor(engine, repository_name, subject, registry_id)
-    layers = [_recording_identity(layer, registry_id, repository_name, record_source) for layer in layers]
+    target = Target(registry_id, engine.calls.region, repository_name)
+    layers = [_recording_identity(layer, target, record_source) for layer in layers]
     # The manifest's size is known before any upload: digests have a fixed length.
     build_image_manifest(
         [Descriptor(spec.media_type, _PLACEHOLDER_DIGEST, spec.source.size, spec.all_annotations()) for spec in layers],
@@ -214,8 +219,20 @@ def push_artifact(
     reference = (reuse_from or (tags[0] if tags else None)) if reuse else None
     recorded = previous_layers(engine.calls, repository_name, registry_id, reference)
     findings = learn_digests(
-        engine.calls, repository_name, registry_id, layers, recorded=recorded, hash_first=hash_first
+        engine.calls,
+        repository_name,
+        registry_id,
+        layers,
+        recorded=recorded,
+        hash_first=hash_first,
+        verify_reuse=verify_reuse,
     )
+    # A layer skipped on the caller's word (its expected_digest, which ECR holds) was never
+    # read: nothing says the source holds those bytes, so its identity is not recorded.
+    layers = [
+        _without_identity(layer) if found.present and found.origin == "expected" else layer
+        for layer, found in zip(layers, findings, strict=True)
+    ]
     to_upload = [
         replace(layer, expected_digest=found.digest)
         for layer, found in zip(layers, findings, strict=True)
@@ -259,14 +276,18 @@ def push_artifact(
     return result
 
 
-def _recording_identity(layer: LayerSpec, registry_id: str, repository_name: str, in_clear: bool) -> LayerSpec:
+def _recording_identity(layer: LayerSpec, target: Target, in_clear: bool) -> LayerSpec:
     """``layer`` with its source's identity in its annotations (unchanged where it has none)."""
     if layer.identity is None:
         return layer
-    recorded = layer.identity.annotations(
-        registry_id, repository_name, layer.offset, layer.source.size, in_clear=in_clear
-    )
+    recorded = layer.identity.annotations(target, layer.offset, layer.source.size, in_clear=in_clear)
     return replace(layer, annotations={**layer.annotations, **recorded})
+
+
+def _without_identity(layer: LayerSpec) -> LayerSpec:
+    """``layer`` with no record of its source's identity."""
+    recorded = {IDENTITY, *SOURCE_FIELDS.values()}
+    return replace(layer, annotations={k: v for k, v in layer.annotations.items() if k not in recorded})
 
 
 def _held(layer: LayerSpec, found: Finding, registry_id: str, repository_name: str) -> BlobResult:

@@ -4,8 +4,9 @@ For each layer, in this order:
 
 1. ``expected_digest``, when the caller gave one;
 2. what the last push recorded: the layer of the previous manifest whose identity token
-   (:mod:`.identity`) matches this source's, so the same object, unchanged, in the same
-   registry and repository;
+   (:mod:`~airflow_ecr_layers.core.sources.identity`) matches this source's, so the same
+   object, unchanged, in the same registry, region and repository; with ``verify_reuse``
+   the source is hashed and the record used only when the bytes hash to it;
 3. the sha256 the store keeps of the whole object (S3's full-object checksum), when it
    keeps one;
 4. with ``hash_first``, one read to hash it.
@@ -15,6 +16,10 @@ layer ECR holds as AVAILABLE with the same size is not uploaded (and, unless it 
 hashed, not read). A recorded digest that ECR does not hold is forgotten, with a log
 line saying why: the source is read and uploaded as if it were new. Any other digest
 learnt becomes the upload's ``expected_digest``: the streamed bytes must hash to it.
+
+Reading the previous manifest is a shortcut: when it fails (``ecr:BatchGetImage`` denied,
+a throttle that outlasted the retries, any other refusal), the push goes on without it,
+every layer read and checked as if new, after one warning saying why.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from airflow_ecr_layers.core.ecr.calls import EcrCalls, LayerAvailability
+from airflow_ecr_layers.core.errors import EcrServiceError
 from airflow_ecr_layers.core.limits import MiB, validate_digest
 from airflow_ecr_layers.core.oci.layers import LayerSpec, NamedSource
 from airflow_ecr_layers.core.oci.manifest import DOCKER_MANIFEST, OCI_MANIFEST
 from airflow_ecr_layers.core.sources.blobs import hash_and_count
-from airflow_ecr_layers.core.sources.identity import RecordedLayer, recorded_layers
+from airflow_ecr_layers.core.sources.identity import RecordedLayer, Target, recorded_layers
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -66,9 +72,20 @@ def previous_layers(
     if not reference:
         return {}
     image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
-    found = calls.batch_get_image(
-        repository_name, [image_id], registry_id, accepted_media_types=(OCI_MANIFEST, DOCKER_MANIFEST)
-    )
+    try:
+        found = calls.batch_get_image(
+            repository_name, [image_id], registry_id, accepted_media_types=(OCI_MANIFEST, DOCKER_MANIFEST)
+        )
+    except EcrServiceError as exc:
+        hint = " (grant ecr:BatchGetImage on the repository to reuse layers)" if "AccessDenied" in exc.code else ""
+        log.warning(
+            "Cannot read %s:%s to reuse its layers, so every layer is read and pushed in full: %s%s",
+            repository_name,
+            reference,
+            exc,
+            hint,
+        )
+        return {}
     if not found:
         log.info("No image %s in %s yet: nothing to reuse", reference, repository_name)
         return {}
@@ -85,21 +102,23 @@ def learn_digests(
     *,
     recorded: Mapping[str, RecordedLayer] | None = None,
     hash_first: bool = False,
+    verify_reuse: bool = False,
 ) -> list[Finding]:
     """One :class:`Finding` per layer, in order (see the module docstring)."""
     recorded = recorded or {}
-    known: list[tuple[str, Origin] | None] = []
+    target = Target(registry_id, calls.region, repository_name)
+    known: list[tuple[str, Origin, int] | None] = []
     for layer in layers:
         size = layer.source.size
         if layer.expected_digest is not None:
-            known.append((validate_digest(layer.expected_digest, "expected_digest"), "expected"))
+            known.append((validate_digest(layer.expected_digest, "expected_digest"), "expected", 0))
             continue
-        token = layer.identity.token(registry_id, repository_name, layer.offset, size) if layer.identity else None
+        token = layer.identity.token(target, layer.offset, size) if layer.identity else None
         previous = recorded.get(token) if token else None
         if previous is not None and previous.size == size:
-            known.append((previous.digest, "recorded"))
+            known.append(_verified(layer, previous) if verify_reuse else (previous.digest, "recorded", 0))
         elif layer.whole_object and isinstance(layer.source, NamedSource) and (stored := layer.source.stored_sha256()):
-            known.append((stored, "stored"))
+            known.append((stored, "stored", 0))
         else:
             known.append(None)
     held = _availability(calls, repository_name, registry_id, [k[0] for k in known if k])
@@ -121,13 +140,27 @@ def _is_held(found: LayerAvailability | None, size: int) -> bool:
     return found is not None and found.available and found.size in (None, size)
 
 
-def _judge(layer: LayerSpec, known: tuple[str, Origin] | None, held: Mapping[str, LayerAvailability]) -> Finding:
+def _verified(layer: LayerSpec, previous: RecordedLayer) -> tuple[str, Origin, int]:
+    """``verify_reuse``: the source hashed, and its record used only when the bytes hash to it."""
+    size, digest = hash_and_count(layer.source, HASH_BLOCK)
+    if digest == previous.digest:
+        return digest, "recorded", size
+    log.warning(
+        "%s: the layer recorded for this source, %s, is not what it holds now (%s): not reusing it",
+        layer.source.name,
+        previous.digest,
+        digest,
+    )
+    return digest, "hashed", size
+
+
+def _judge(layer: LayerSpec, known: tuple[str, Origin, int] | None, held: Mapping[str, LayerAvailability]) -> Finding:
     if known is None:
         return Finding(False)
-    digest, origin = known
+    digest, origin, bytes_read = known
     found = held.get(digest)
     if _is_held(found, layer.source.size):
-        return Finding(True, digest, origin)
+        return Finding(True, digest, origin, bytes_read)
     if origin == "recorded":
         status = "missing" if found is None else found.status
         if found is not None and found.available:
@@ -138,8 +171,8 @@ def _judge(layer: LayerSpec, known: tuple[str, Origin] | None, held: Mapping[str
             digest,
             status,
         )
-        return Finding(False)
-    return Finding(False, digest, origin)
+        return Finding(False, bytes_read=bytes_read)
+    return Finding(False, digest, origin, bytes_read)
 
 
 def _hash_first(

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from airflow_ecr_layers.core.errors import SourceChangedError
 from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
@@ -54,7 +55,7 @@ class BytesSource:
 class LocalFileSource:
     """A file on the local disk, read with plain unbuffered reads.
 
-    Its size and identity (path, size, ``mtime_ns``) are a snapshot of the file taken once,
+    Its size and identity (path, size, ``mtime_ns``, inode, device, ``ctime_ns``) are a snapshot of the file taken once,
     when the source is made: they describe the file as it was opened, not as it is later."""
 
     path: str
@@ -78,6 +79,9 @@ class LocalFileSource:
     def identity(self) -> SourceIdentity:
         return local_identity(os.path.abspath(self.path), self.stat)
 
+    def check_unchanged(self) -> None:
+        check_same_file(self.path, self.stat)
+
     def stored_sha256(self) -> str | None:
         return None
 
@@ -99,10 +103,44 @@ class SliceSource:
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         return self.parent.open_at(self.offset + offset, block_size)
 
+    def check_unchanged(self) -> None:
+        check_unchanged(self.parent)
+
+
+def check_unchanged(source: BlobSource) -> None:
+    """Raise :class:`SourceChangedError` when ``source`` can tell that it changed since it was
+    opened (its ``check_unchanged()``; sources that cannot change, or are pinned on every read
+    as S3 objects are by ``If-Match``, have none)."""
+    check = getattr(source, "check_unchanged", None)
+    if check is not None:
+        check()
+
+
+def check_same_file(path: str, opened: os.stat_result) -> None:
+    """Raise :class:`SourceChangedError` unless the file at ``path`` is still the one ``opened`` describes."""
+    try:
+        now = os.stat(path)
+    except OSError as exc:
+        raise SourceChangedError(
+            f"{path} was removed or replaced while it was read ({exc}); nothing was completed"
+        ) from exc
+    if local_identity(path, now) != local_identity(path, opened):
+        raise SourceChangedError(
+            f"{path} changed while it was read (size, mtime, ctime or inode differ from when it was opened); "
+            "nothing was completed from it"
+        )
+
 
 def local_identity(path: str, stat: os.stat_result) -> SourceIdentity:
     """The identity of the local file at absolute ``path``, from one ``os.stat`` snapshot of it."""
-    return SourceIdentity(f"file://{path}", stat.st_size, mtime_ns=stat.st_mtime_ns)
+    return SourceIdentity(
+        f"file://{path}",
+        stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        inode=stat.st_ino,
+        device=stat.st_dev,
+        ctime_ns=stat.st_ctime_ns,
+    )
 
 
 def hash_and_count(source: BlobSource, block_size: int = MiB) -> tuple[int, str]:

@@ -42,3 +42,16 @@ def test_a_file_gone_between_listing_and_opening_is_a_clear_source_error(tmp_pat
     path = PlainStorage()(f"file://{tmp_path / 'gone.bin'}")
     with pytest.raises(SourceError, match=r"gone\.bin.*does not exist"):
         ObjectStorageSource(path, info={"size": 3})
+
+
+def test_an_s3_object_without_etag_or_version_has_no_identity() -> None:
+    """Some S3-compatible stores report neither: such a source is never reused by URL and size alone."""
+    import s3fs
+
+    from airflow_ecr_layers.storage import FsPath, ObjectStorageSource
+
+    fs = s3fs.S3FileSystem(anon=True, skip_instance_cache=True)
+    path = FsPath(fs, "bucket/model.bin", "s3")
+    assert ObjectStorageSource(path, info={"size": 10}).identity() is None
+    tagged = ObjectStorageSource(path, info={"size": 10, "ETag": '"e1"'}).identity()
+    assert tagged is not None and (tagged.url, tagged.etag) == ("s3://bucket/model.bin", '"e1"')
