@@ -16,8 +16,13 @@ Everything is started here, on 127.0.0.1 only, and stopped again at the end
    minus the triggerer (the fan-out DAG defers nothing): ``airflow scheduler``,
    ``airflow dag-processor`` and ``airflow api-server`` (task processes report to its
    execution API), plus, on Celery, two ``airflow celery worker`` processes with the
-   Celery hostnames ``worker-a@...`` and ``worker-b@...``; each in its own process group
-   with its log in the temp dir;
+   Celery hostnames ``worker-a@...`` and ``worker-b@...`` and ``--worker-concurrency`` pool
+   processes each; each in its own process group with its log in the temp dir. The Celery
+   workers load the spread barrier (``scripts/celery_worker_plugins/spread_barrier.py``):
+   each upload waits, once running, until both workers hold one. A worker holds at most
+   ``--worker-concurrency`` tasks (prefetch multiplier 1, late acks), so with more sources
+   than that some upload must go to the other worker: both run uploads, at the same time,
+   for certain. Hence ``--executor celery`` needs ``--sources`` > ``--worker-concurrency``;
 4. ``airflow dags trigger example_ecr_layers_fanout --conf {...}`` once the DAG is
    parsed, and a bounded wait for the run to finish;
 5. the mapped ``layer.upload_parts`` task instances read from the metadata DB: a
@@ -25,7 +30,8 @@ Everything is started here, on 127.0.0.1 only, and stopped again at the end
    observed running at once; the transfer window of each upload from its task log;
    the image read back from ECR (BatchGetImage): each layer digest must be the
    sha256 of its source and the image digest the sha256 of the manifest; on Celery,
-   which worker ran each upload (the task instances' ``hostname``).
+   which worker ran each upload (the task instances' ``hostname``), and that the spread
+   barrier let each of them through (its line in their task logs).
 
 Exit status 0 only when the DAG run succeeded, at least two uploads overlapped in
 time, every digest checks out and, on Celery, both workers ran uploads. The last line is
@@ -33,8 +39,9 @@ time, every digest checks out and, on Celery, both workers ran uploads. The last
 ``distributed run: ok (executor=CeleryExecutor, workers=2, uploads per worker=A/B,
 max overlapping uploads=N)`` (CeleryExecutor), or ``distributed run: FAILED (...)``.
 
-    scripts/distributed-run.sh [--executor local|celery] [--sources 4] [--size-mib 24]
-                               [--timeout 600] [--keep]
+    scripts/distributed-run.sh [--executor local|celery] [--worker-concurrency 2]
+                               [--sources 4] [--size-mib 24] [--parallelism 8]
+                               [--timeout 600] [--keep] [--throttle SHARE] [--same-tag]
 """
 
 from __future__ import annotations
@@ -94,6 +101,12 @@ MiB = 1024 * 1024
 HOST = "127.0.0.1"
 CELERY_WORKERS = ("worker-a", "worker-b")
 """The Celery workers' node names (before the ``@host``) with ``--executor celery``."""
+SPREAD_BARRIER_PLUGINS = ROOT / "scripts" / "celery_worker_plugins"
+"""The Celery workers' ``[core] plugins_folder``: the spread barrier listener."""
+SPREAD_BARRIER_TIMEOUT = 300
+"""Seconds an upload waits at the spread barrier for the other worker before it gives up."""
+SPREAD_BARRIER_PASSED = "spread barrier: open, every worker has held an upload"
+"""What the barrier logs in each upload it lets through (``PASSED`` in the plugin)."""
 
 _T0 = time.monotonic()
 T = TypeVar("T")
@@ -535,7 +548,10 @@ def airflow_env(
             {
                 "AIRFLOW__CELERY__BROKER_URL": broker.url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.sqlalchemy_url,
+                # A worker holds at most --worker-concurrency tasks (prefetch 1, acknowledged
+                # only when done): what makes the spread barrier certain.
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+                "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
             }
         )
     env.update(
@@ -618,16 +634,25 @@ def start_airflow(
     return services
 
 
-def celery_workers(env: dict[str, str], concurrency: int) -> list[tuple[str, list[str], dict[str, str]]]:
+def celery_workers(
+    env: dict[str, str], concurrency: int, barrier_dir: Path
+) -> list[tuple[str, list[str], dict[str, str]]]:
     """(name, argv, environment) of two ``airflow celery worker`` processes with distinct
     Celery hostnames, each with ``concurrency`` pool processes.
 
     Each records its node name as the task instances' ``hostname`` (``celery_node_name``):
-    on one machine, that is what tells the workers apart."""
+    on one machine, that is what tells the workers apart. Both load the spread barrier
+    (``scripts/celery_worker_plugins/spread_barrier.py``), which holds each upload until
+    both workers have one, keeping its arrivals in ``barrier_dir``."""
     worker_env = {
         **env,
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "celery_node_name.celery_node_name",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), env.get("PYTHONPATH")])),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(SPREAD_BARRIER_PLUGINS),
+        "SPREAD_BARRIER_DIR": str(barrier_dir),
+        "SPREAD_BARRIER_TASK": f"{DAG_ID}.{UPLOAD_TASK}",
+        "SPREAD_BARRIER_WORKERS": ",".join(CELERY_WORKERS),
+        "SPREAD_BARRIER_TIMEOUT": str(SPREAD_BARRIER_TIMEOUT),
     }
     # No log server (it binds every interface; the api-server reads task logs from this
     # machine's disk), no gossip or mingle (start-up chatter a two-worker run does not need).
@@ -828,9 +853,8 @@ def max_overlap(windows: Sequence[tuple[datetime, datetime]]) -> int:
     return best
 
 
-def transfer_window(home: Path, run_id: str, map_index: int) -> tuple[datetime, datetime] | None:
-    """From the task log: when the first part was about to be sent ("Uploading ...") and
-    when the last one was acknowledged ("Uploaded ..."); None if the log says otherwise."""
+def upload_log_events(home: Path, run_id: str, map_index: int) -> list[tuple[str, datetime]]:
+    """(event, timestamp) of each record in the last attempt's log of one mapped upload."""
     pattern = str(
         home
         / "logs"
@@ -842,21 +866,43 @@ def transfer_window(home: Path, run_id: str, map_index: int) -> tuple[datetime, 
     )
     logs = sorted(glob.glob(pattern))
     if not logs:
-        return None
-    started = finished = None
+        return []
+    events = []
     for line in Path(logs[-1]).read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        event, stamp = str(record.get("event", "")), record.get("timestamp")
-        if not stamp:
-            continue
+        if isinstance(record, dict) and record.get("timestamp"):
+            events.append((str(record.get("event", "")), datetime.fromisoformat(record["timestamp"])))
+    return events
+
+
+def transfer_window(home: Path, run_id: str, map_index: int) -> tuple[datetime, datetime] | None:
+    """From the task log: when the first part was about to be sent ("Uploading ...") and
+    when the last one was acknowledged ("Uploaded ..."); None if the log says otherwise."""
+    started = finished = None
+    for event, stamp in upload_log_events(home, run_id, map_index):
         if event.startswith("Uploading ") and started is None:
-            started = datetime.fromisoformat(stamp)
+            started = stamp
         elif event.startswith("Uploaded "):
-            finished = datetime.fromisoformat(stamp)
+            finished = stamp
     return (started, finished) if started and finished else None
+
+
+def barrier_report(home: Path, run_id: str, map_indexes: Sequence[int]) -> tuple[str, str | None]:
+    """Whether the spread barrier let every upload through, from their task logs: a line to
+    print, and a failure naming the uploads it did not (None if it let all through)."""
+    released = [
+        m
+        for m in map_indexes
+        if any(event.startswith(SPREAD_BARRIER_PASSED) for event, _ in upload_log_events(home, run_id, m))
+    ]
+    missing = sorted(set(map_indexes) - set(released))
+    line = f"spread barrier: used; it let through {len(released)} of {len(map_indexes)} uploads"
+    if not missing:
+        return line + f" (each task log says {SPREAD_BARRIER_PASSED!r})", None
+    return line, f"the spread barrier did not let through uploads {missing} (see their task logs)"
 
 
 def print_timeline(
@@ -1097,7 +1143,7 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[str], str]:
             home, pg, throttler.endpoint_url if throttler else endpoint_url, api_port, args.parallelism, broker
         )
         say(f"AIRFLOW_HOME={home}; executor {executor}, parallelism {args.parallelism}; dags folder {DAGS_FOLDER}")
-        workers = celery_workers(env, args.worker_concurrency) if broker else []
+        workers = celery_workers(env, args.worker_concurrency, work / "spread-barrier") if broker else []
         services = start_airflow(home, env, api_port, stack, workers)
         if broker is not None:
             wait_for_celery_workers(broker, services)
@@ -1133,6 +1179,10 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[str], str]:
             print("uploads per Celery worker: " + ", ".join(f"{name} {n}" for name, n in per_worker.items()))
             if spread_failure:
                 failures.append(spread_failure)
+            barrier_line, barrier_failure = barrier_report(home, run_id, [i.map_index for i in intervals])
+            print(barrier_line)
+            if barrier_failure:
+                failures.append(barrier_failure)
 
         if state == "success":
             section("Image read back from ECR (BatchGetImage)")
@@ -1183,7 +1233,10 @@ def main(argv: list[str] | None = None) -> int:
         help="LocalExecutor, or CeleryExecutor with a Redis broker and two Celery workers",
     )
     parser.add_argument(
-        "--worker-concurrency", type=int, default=2, help="pool processes per Celery worker (--executor celery)"
+        "--worker-concurrency",
+        type=int,
+        default=2,
+        help="pool processes per Celery worker (--executor celery; must be below --sources)",
     )
     parser.add_argument("--sources", type=int, default=4, help="number of sources (mapped layers)")
     parser.add_argument("--size-mib", type=int, default=24, help="approximate size of each source in MiB")
@@ -1207,6 +1260,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--parallelism must be >= 4 and --sources >= 2 for overlap to be possible")
     if args.worker_concurrency < 1:
         parser.error("--worker-concurrency must be at least 1")
+    if args.executor == "celery" and args.sources <= args.worker_concurrency:
+        parser.error(
+            "--executor celery needs --sources > --worker-concurrency: with no more uploads than one "
+            "worker's pool processes, the spread barrier cannot force uploads onto both workers"
+        )
     try:
         import asyncpg  # noqa: F401
         import psycopg2  # noqa: F401
