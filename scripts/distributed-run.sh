@@ -4,7 +4,7 @@
 # scheduler + dag-processor + api-server) against the embedded ECR+S3, and check that the
 # mapped layer uploads overlap in time (and, on Celery, that both workers ran uploads).
 # Everything listens on 127.0.0.1 only and is stopped at the end. Arguments go to
-# scripts/distributed_run.py (--help lists them).
+# the distributed_run package in scripts/ (--help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -47,4 +47,4 @@ if [ "$executor" = celery ] && ! command -v redis-server >/dev/null 2>&1; then
   install_from_debian redis-server "the Redis server"
 fi
 
-exec .venv/bin/python scripts/distributed_run.py "$@"
+PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" exec .venv/bin/python -m distributed_run "$@"

@@ -1,4 +1,4 @@
-"""``[core] hostname_callable`` for the Celery workers of ``scripts/distributed_run.py``.
+"""``[core] hostname_callable`` of the distributed run's Celery workers.
 
 A task instance records the host that ran it (the ``hostname`` column): the supervisor
 that Airflow's Celery task starts calls this callable in the Celery pool process. On
