@@ -349,6 +349,115 @@ def test_referrers_follow_the_image_when_asked(pushed: dict[str, Any], repo: str
     )
 
 
+def test_a_copy_tags_the_destination_after_its_referrers(
+    pushed: dict[str, Any], repo: str, ecr: Any, put_object: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a push does, tags go last: nothing tagged in the destination points at an image whose
+    referrers (an SBOM, and a signature of that SBOM) are still missing there."""
+    sbom = push(
+        put_object("sbom/sbom.json", b'{"spdxVersion": "SPDX-2.3"}'),
+        repo,
+        tag="sbom",
+        subject=pushed["image_digest"],
+        artifact_type="application/spdx+json",
+    )
+    signature = push(
+        put_object("sig/sig.json", b'{"signature": "of the sbom"}'),
+        repo,
+        tag="sig",
+        subject=sbom["image_digest"],
+        artifact_type="application/vnd.example.signature",
+    )
+    puts: list[tuple[str, str, str | None]] = []
+    real = EcrCalls.put_image
+
+    def recorded(self: EcrCalls, repository_name: str, manifest: Any, tag: str | None, *args: Any, **kw: Any) -> Any:
+        puts.append((repository_name, manifest.digest, tag))
+        return real(self, repository_name, manifest, tag, *args, **kw)
+
+    monkeypatch.setattr(EcrCalls, "put_image", recorded)
+    ecr.create_repository(repositoryName="team/mirror")
+    result = copy(source=f"{repo}:v1", repository_name="team/mirror", include_referrers=True, tags=["v1", "prod"])
+    assert [r["image_digest"] for r in result["referrers"]] == [sbom["image_digest"], signature["image_digest"]]
+    assert result["tags"] == ["v1", "prod"]
+    into = [(digest, tag) for repository, digest, tag in puts if repository == "team/mirror"]
+    first_tagged = min(n for n, (_, tag) in enumerate(into) if tag is not None)
+    referrers_put = [
+        n for n, (digest, _) in enumerate(into) if digest in (sbom["image_digest"], signature["image_digest"])
+    ]
+    assert referrers_put and max(referrers_put) < first_tagged
+    assert into[first_tagged:] == [(pushed["image_digest"], "v1"), (pushed["image_digest"], "prod")]
+    for tag in ("v1", "prod"):
+        assert manifest_bytes(ecr, "team/mirror", {"imageTag": tag}) == manifest_bytes(ecr, repo, {"imageTag": "v1"})
+
+
+def platform_image(engine: Any, repo: str, platform: str) -> dict[str, Any]:
+    """Put a small image for ``platform`` (untagged); its descriptor, as an index names it."""
+    layer = engine.push_blob(
+        repo, BytesSource(f"layer for {platform}".encode() * 1000), media_type="application/vnd.oci.image.layer.v1.tar"
+    )
+    config = engine.push_blob(
+        repo,
+        BytesSource(json.dumps({"architecture": platform, "os": "linux"}).encode()),
+        media_type="application/vnd.oci.image.config.v1+json",
+    )
+    manifest = build_image_manifest(
+        [layer.descriptor()], config=Descriptor(config.media_type, config.digest, config.size)
+    )
+    engine.put_manifest(repo, manifest, [])
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": manifest.digest,
+        "size": manifest.size,
+        "platform": {"architecture": platform, "os": "linux"},
+    }
+
+
+def put_index(engine: Any, repo: str, entries: list[dict[str, Any]], tags: list[str] | None = None) -> Any:
+    index = encode_manifest({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)
+    engine.put_manifest(repo, index, tags or [])
+    return index
+
+
+def test_an_index_listing_one_child_twice_is_copied(repo: str, ecr: Any, hook: Any, stats: Any) -> None:
+    child = platform_image(hook.engine, repo, "amd64")
+    variant = {**child, "platform": {"architecture": "amd64", "os": "linux", "variant": "v2"}}
+    index = put_index(hook.engine, repo, [child, variant], ["twice"])
+    ecr.create_repository(repositoryName="team/mirror")
+    stats.reset()
+    result = copy(source=f"{repo}:twice", repository_name="team/mirror")
+    assert [m["digest"] for m in result["manifests"]] == [child["digest"], index.digest]
+    assert manifest_bytes(ecr, "team/mirror", {"imageTag": "twice"}) == index.data
+    assert stats.repository("team/mirror").put_image_calls == 2  # the child once, the index once
+    assert stats.repository("team/mirror").layers_completed == 2  # its layer and config, once each
+
+
+def test_a_child_shared_by_two_nested_indexes_is_copied_once(repo: str, ecr: Any, hook: Any, stats: Any) -> None:
+    engine = hook.engine
+    amd, arm, shared = (platform_image(engine, repo, p) for p in ("amd64", "arm64", "riscv64"))
+    left = put_index(engine, repo, [amd, shared])
+    right = put_index(engine, repo, [shared, arm])
+    nested = [{"mediaType": OCI_INDEX, "digest": i.digest, "size": i.size} for i in (left, right)]
+    top = put_index(engine, repo, nested, ["nested"])
+    ecr.create_repository(repositoryName="team/mirror")
+    stats.reset()
+    result = copy(source=f"{repo}:nested", repository_name="team/mirror")
+    assert [m["digest"] for m in result["manifests"]] == [
+        amd["digest"],
+        shared["digest"],
+        left.digest,
+        arm["digest"],
+        right.digest,
+        top.digest,
+    ]
+    assert stats.repository("team/mirror").put_image_calls == 6  # each manifest once
+    assert manifest_bytes(ecr, "team/mirror", {"imageTag": "nested"}) == top.data
+    for digest in (shared["digest"], left.digest, right.digest):
+        assert manifest_bytes(ecr, "team/mirror", {"imageDigest": digest}) == manifest_bytes(
+            ecr, repo, {"imageDigest": digest}
+        )
+
+
 def test_copy_refuses_a_digest_as_destination_and_a_missing_source(repo: str, ecr: Any, stats: Any) -> None:
     with pytest.raises(InvalidInputError, match="takes tags, not a digest"):
         copy(source=f"{repo}:v1", destination="team/other@sha256:" + "0" * 64)
