@@ -19,6 +19,8 @@ import contextlib
 import logging
 import os
 import posixpath
+import stat
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from typing import Any, BinaryIO
 from airflow_ecr_layers.core.archives.gzip_streams import GunzipSource, is_gzip
 from airflow_ecr_layers.core.archives.reading import ArchiveReader, DirectoryLayout
 from airflow_ecr_layers.core.archives.tar_index import HostileArchiveError, TarIndex, normalize
-from airflow_ecr_layers.core.errors import SourceChangedError, SourceError
+from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError, SourceError
 from airflow_ecr_layers.core.sources.blobs import BlobSource, check_same_file, local_identity
 from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
@@ -385,24 +387,207 @@ class ObjectStorageSink:
     On S3 a file is a streaming multipart upload (``block_size`` bytes held at a time),
     completed by :meth:`_Writer.commit` and aborted (nothing appears) by
     :meth:`_Writer.abort`. A local file is written under a hidden temporary name in its
-    folder and renamed into place. Other stores write a temporary object and move it.
+    folder and renamed into place (:class:`_LocalWriter`). Other stores write a temporary
+    object and move it.
+
+    A local folder is never written outside of: :meth:`check` refuses, before anything is
+    written, a symlink on any file's way (a folder, or the file's own name) and names that
+    differ only by case when the folder's file system does not tell them apart; the writer
+    then opens each folder on the way without following symlinks, so one put there meanwhile
+    fails the file instead of leading it elsewhere. The destination folder itself may be a
+    symlink: that is where it was asked to write.
     """
 
     def __init__(self, root: FsPath, *, block_size: int = 16 * 1024 * 1024) -> None:
         self.root = root
         self.block_size = block_size
 
-    def open(self, title: str, size: int) -> _Writer:
+    def check(self, titles: Sequence[str]) -> None:
+        """Refuse files that would be written through a symlink, or over one another because
+        the local file system folds case; nothing is written when refused."""
+        if not self.root.is_local:
+            return  # object stores have no symlinks and tell every name apart
+        root = self.root.path
+        for title in titles:
+            _refuse_links(root, title)
+        clashes = _case_clashes(titles)
+        if not clashes:
+            return
+        made = _make_folders(root)
+        try:
+            sensitive = case_sensitive(root)
+        except BaseException:
+            _remove_folders(made)
+            raise
+        if not sensitive:
+            _remove_folders(made)
+            shown = "; ".join(" and ".join(map(repr, group)) for group in clashes[:10])
+            raise InvalidInputError(
+                f"Refusing to pull into {root}: its file system does not tell names apart by case, and these "
+                f"names of the artifact differ only by case: {shown}{' ...' if len(clashes) > 10 else ''} "
+                "(one would be written over the other). Pull into a case-sensitive folder, or an object store"
+            )
+
+    def open(self, title: str, size: int) -> _Writer | _LocalWriter:
         target = self.root / title
         fs = target.fs
         if target.on_s3:
             # S3 allows 10,000 parts: make the blocks big enough for the file
             block = max(self.block_size, -(-size // 9_000))
             return _Writer(target, fs.open(target.path, "wb", block_size=block), None)
+        if target.is_local and _FOLDER_FDS:
+            return _LocalWriter(self.root.path, title, str(target))
         temporary = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}"
         if target.is_local:
             os.makedirs(os.path.dirname(target.path), exist_ok=True)
         return _Writer(target, fs.open(temporary.path, "wb"), temporary)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FOLDER_FDS = bool(_NOFOLLOW and _DIRECTORY) and {os.open, os.mkdir, os.rename, os.unlink} <= os.supports_dir_fd
+"""Whether folders can be opened without following symlinks and used as ``dir_fd`` (POSIX)."""
+
+
+def case_sensitive(folder: str) -> bool:
+    """Whether the file system of ``folder`` (an existing local folder) tells names apart by case.
+
+    Probes it: a hidden file with a lower-case name is made there, looked up by its upper-case
+    name, and removed. (Case folding can be set per folder, as ext4's ``casefold`` is; the
+    destination folder's is what counts, since the folders a pull makes inherit it.)
+    """
+    name = f".airflow-ecr-layers-case-probe-{uuid.uuid4().hex}"
+    path = os.path.join(folder, name)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600))
+    try:
+        return not os.path.lexists(os.path.join(folder, name.upper()))
+    finally:
+        os.unlink(path)
+
+
+def _caseless(name: str) -> str:
+    """Unicode's canonical caseless form (what a case- and normalization-insensitive disk compares)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def _case_clashes(titles: Sequence[str]) -> list[list[str]]:
+    """Groups of paths (files, and the folders on their way) that differ only by case."""
+    names = set(titles) | {"/".join(t.split("/")[:depth]) for t in titles for depth in range(1, t.count("/") + 1)}
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(_caseless(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _refuse_links(root: str, title: str) -> None:
+    """Refuse a title whose way under ``root`` passes a symlink, a file where a folder is needed,
+    or ends on a folder (what is not there yet is made by the pull, and is fine)."""
+    parts = title.split("/")
+    path = root
+    for depth, part in enumerate(parts, 1):
+        path = os.path.join(path, part)
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(found.st_mode):
+            raise InvalidInputError(
+                f"Refusing to pull {title!r}: {path!r} is a symlink (to {os.readlink(path)!r}) in the destination, "
+                "and a pull never writes through a symlink; remove it, or pull into another folder"
+            )
+        if depth < len(parts) and not stat.S_ISDIR(found.st_mode):
+            raise InvalidInputError(f"Refusing to pull {title!r}: {path!r} is a file, where it needs a folder")
+        if depth == len(parts) and stat.S_ISDIR(found.st_mode):
+            raise InvalidInputError(f"Refusing to pull {title!r}: {path!r} is a folder")
+
+
+def _make_folders(path: str) -> list[str]:
+    """``os.makedirs(path)``; returns the folders it made, deepest first."""
+    missing: list[str] = []
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    os.makedirs(path, exist_ok=True)
+    return missing
+
+
+def _remove_folders(made: list[str]) -> None:
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _open_folder(root: str, folders: Sequence[str], title: str) -> int:
+    """A descriptor of ``root/folders...``, each made if missing and opened without following a
+    symlink: a folder swapped for a symlink since :meth:`ObjectStorageSink.check` fails here."""
+    os.makedirs(root, exist_ok=True)
+    flags = os.O_RDONLY | _DIRECTORY | _CLOEXEC
+    fd = os.open(root, flags)
+    try:
+        for depth, part in enumerate(folders, 1):
+            try:
+                try:
+                    inner = os.open(part, flags | _NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    inner = os.open(part, flags | _NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                where = os.path.join(root, *folders[:depth])
+                raise InvalidInputError(
+                    f"Refusing to pull {title!r}: {where!r} is not a plain folder (a symlink or a file: "
+                    f"{exc.strerror}); a pull never writes through a symlink"
+                ) from exc
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _LocalWriter:
+    """One file being written in a local folder: a hidden temporary file, made without following
+    a symlink in a folder opened without following one, renamed into place by :meth:`commit`
+    (a rename replaces a name; it never writes through it)."""
+
+    def __init__(self, root: str, title: str, shown: str) -> None:
+        *folders, self.name = title.split("/")
+        self.shown = shown
+        self.folder = _open_folder(root, folders, title)
+        self.temporary = f".{self.name}.partial-{uuid.uuid4().hex[:12]}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+            self.handle = os.fdopen(os.open(self.temporary, flags, 0o666, dir_fd=self.folder), "wb")
+        except BaseException:
+            os.close(self.folder)
+            raise
+
+    def write(self, data: memoryview) -> None:
+        self.handle.write(data)
+
+    def commit(self) -> str:
+        try:
+            self.handle.close()
+            # POSIX rename (renameat) replaces the name atomically, as os.replace does
+            os.rename(self.temporary, self.name, src_dir_fd=self.folder, dst_dir_fd=self.folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temporary, dir_fd=self.folder)
+            raise
+        finally:
+            os.close(self.folder)
+        return self.shown
+
+    def abort(self) -> None:
+        try:
+            self.handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.temporary, dir_fd=self.folder)
+        finally:
+            os.close(self.folder)
 
 
 class _Writer:

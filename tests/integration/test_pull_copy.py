@@ -7,6 +7,7 @@ between the reader and the blob server cuts or corrupts bodies where a test need
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -146,19 +147,105 @@ def test_hostile_titles_are_refused_before_anything_is_read_or_written(
     good = engine.push_blob(repo, BytesSource(b"fine"), media_type="application/octet-stream")
     evil = engine.push_blob(repo, BytesSource(b"evil"), media_type="application/octet-stream")
     title = "org.opencontainers.image.title"
-    put_artifact_manifest(
-        engine,
-        repo,
+    # crafted by hand: put_artifact_manifest refuses such titles, as a push does
+    ensure_empty_config(engine, repo, None)
+    crafted = build_image_manifest(
         [
             Descriptor(good.media_type, good.digest, good.size, {title: "ok.txt"}),
             Descriptor(evil.media_type, evil.digest, evil.size, {title: "../../escape.txt"}),
-        ],
-        tags=["evil"],
+        ]
     )
+    engine.put_manifest(repo, crafted, ["evil"])
     with pytest.raises(InvalidInputError, match=r"'\.\./\.\./escape\.txt': it climbs out"):
         pull(f"{repo}:evil", f"file://{tmp_path}/out/")
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
     assert stats.repository(repo).get_download_url_for_layer_calls == 0
+
+
+@pytest.mark.parametrize("link", ["weights", "config.json"])
+def test_a_symlink_in_the_destination_is_not_followed(
+    pushed: dict[str, Any], repo: str, tmp_path: Any, stats: Any, link: str
+) -> None:
+    """A folder (or file) of the destination that is a symlink to somewhere else: nothing is
+    written through it, nor anywhere else; the error names it."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_bytes(b"theirs")
+    (out / link).symlink_to(elsewhere if link == "weights" else elsewhere / "config.json")
+    with pytest.raises(InvalidInputError, match=f"symlink.*{link}") as excinfo:
+        pull(f"{repo}:v1", f"file://{out}/")
+    assert str(out / link) in str(excinfo.value)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["config.json"]
+    assert (elsewhere / "config.json").read_bytes() == b"theirs"
+    assert [p.name for p in out.iterdir()] == [link] and (out / link).is_symlink()  # nothing written
+    assert stats.repository(repo).get_download_url_for_layer_calls == 0  # refused before reading
+
+
+@pytest.fixture
+def cased(put_object: Callable[[str, bytes], str], repo: str) -> dict[str, Any]:
+    """An artifact whose names differ only by case: fine in S3, two files in one on some disks."""
+    put_object("cased/Model.bin", b"upper")
+    put_object("cased/model.bin", b"lower")
+    put_object("cased/Docs/a.txt", b"a")
+    put_object("cased/docs/b.txt", b"b")
+    return push("s3://artifacts/cased/", repo, tag="cased")
+
+
+def test_names_that_differ_only_by_case_are_refused_on_a_case_insensitive_folder(
+    cased: dict[str, Any], repo: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_ecr_layers import storage
+
+    probed: list[str] = []
+
+    def insensitive(folder: str) -> bool:
+        probed.append(folder)
+        return False
+
+    monkeypatch.setattr(storage, "case_sensitive", insensitive, raising=False)
+    with pytest.raises(InvalidInputError, match="differ only by case") as excinfo:
+        pull(f"{repo}:cased", f"file://{tmp_path}/out/")
+    assert "'Docs' and 'docs'" in str(excinfo.value) and "'Model.bin' and 'model.bin'" in str(excinfo.value)
+    assert probed == [str(tmp_path / "out")]
+    assert not (tmp_path / "out").exists()  # nothing written, not even the folder
+    monkeypatch.undo()
+    pull(f"{repo}:cased", f"file://{tmp_path}/out/")  # this disk tells the names apart
+    assert (tmp_path / "out" / "Model.bin").read_bytes() == b"upper"
+    assert (tmp_path / "out" / "model.bin").read_bytes() == b"lower"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Docs", "Model.bin", "docs", "model.bin"]
+
+
+def test_the_case_probe_tells_this_disk_apart(tmp_path: Any) -> None:
+    from airflow_ecr_layers import storage
+
+    assert storage.case_sensitive(str(tmp_path)) is True
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+
+@pytest.mark.parametrize(
+    ("keys", "refused"),
+    [
+        (["odd/ok.bin", "odd/a\\b.bin"], "Refusing the layer title 'a\\\\b.bin'"),
+        (["odd/a", "odd/a/b"], "'a' is both a file and a folder"),
+    ],
+)
+def test_a_push_refuses_the_titles_a_pull_would_refuse(
+    put_object: Callable[[str, bytes], str], repo: str, stats: Any, keys: list[str], refused: str
+) -> None:
+    for key in keys:
+        put_object(key, b"data")
+    with pytest.raises(InvalidInputError, match=re.escape(refused)):
+        push("s3://artifacts/odd/", repo)
+    assert stats.total().initiate_layer_upload_calls == 0  # refused before anything was read or sent
+
+
+def test_a_manifest_put_step_by_step_refuses_them_too(repo: str, hook: Any, ecr: Any) -> None:
+    blob = hook.engine.push_blob(repo, BytesSource(b"evil"), media_type="application/octet-stream")
+    hostile = Descriptor(blob.media_type, blob.digest, blob.size, {"org.opencontainers.image.title": "../x"})
+    with pytest.raises(InvalidInputError, match="Refusing the layer title '../x'"):
+        put_artifact_manifest(hook.engine, repo, [hostile], tags=["evil"])
+    assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
 
 
 def test_a_download_whose_body_breaks_resumes_where_it_broke(
@@ -347,6 +434,115 @@ def test_referrers_follow_the_image_when_asked(pushed: dict[str, Any], repo: str
     assert manifest_bytes(ecr, "team/mirror2", {"imageDigest": sbom["image_digest"]}) == manifest_bytes(
         ecr, repo, {"imageDigest": sbom["image_digest"]}
     )
+
+
+def test_a_copy_tags_the_destination_after_its_referrers(
+    pushed: dict[str, Any], repo: str, ecr: Any, put_object: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a push does, tags go last: nothing tagged in the destination points at an image whose
+    referrers (an SBOM, and a signature of that SBOM) are still missing there."""
+    sbom = push(
+        put_object("sbom/sbom.json", b'{"spdxVersion": "SPDX-2.3"}'),
+        repo,
+        tag="sbom",
+        subject=pushed["image_digest"],
+        artifact_type="application/spdx+json",
+    )
+    signature = push(
+        put_object("sig/sig.json", b'{"signature": "of the sbom"}'),
+        repo,
+        tag="sig",
+        subject=sbom["image_digest"],
+        artifact_type="application/vnd.example.signature",
+    )
+    puts: list[tuple[str, str, str | None]] = []
+    real = EcrCalls.put_image
+
+    def recorded(self: EcrCalls, repository_name: str, manifest: Any, tag: str | None, *args: Any, **kw: Any) -> Any:
+        puts.append((repository_name, manifest.digest, tag))
+        return real(self, repository_name, manifest, tag, *args, **kw)
+
+    monkeypatch.setattr(EcrCalls, "put_image", recorded)
+    ecr.create_repository(repositoryName="team/mirror")
+    result = copy(source=f"{repo}:v1", repository_name="team/mirror", include_referrers=True, tags=["v1", "prod"])
+    assert [r["image_digest"] for r in result["referrers"]] == [sbom["image_digest"], signature["image_digest"]]
+    assert result["tags"] == ["v1", "prod"]
+    into = [(digest, tag) for repository, digest, tag in puts if repository == "team/mirror"]
+    first_tagged = min(n for n, (_, tag) in enumerate(into) if tag is not None)
+    referrers_put = [
+        n for n, (digest, _) in enumerate(into) if digest in (sbom["image_digest"], signature["image_digest"])
+    ]
+    assert referrers_put and max(referrers_put) < first_tagged
+    assert into[first_tagged:] == [(pushed["image_digest"], "v1"), (pushed["image_digest"], "prod")]
+    for tag in ("v1", "prod"):
+        assert manifest_bytes(ecr, "team/mirror", {"imageTag": tag}) == manifest_bytes(ecr, repo, {"imageTag": "v1"})
+
+
+def platform_image(engine: Any, repo: str, platform: str) -> dict[str, Any]:
+    """Put a small image for ``platform`` (untagged); its descriptor, as an index names it."""
+    layer = engine.push_blob(
+        repo, BytesSource(f"layer for {platform}".encode() * 1000), media_type="application/vnd.oci.image.layer.v1.tar"
+    )
+    config = engine.push_blob(
+        repo,
+        BytesSource(json.dumps({"architecture": platform, "os": "linux"}).encode()),
+        media_type="application/vnd.oci.image.config.v1+json",
+    )
+    manifest = build_image_manifest(
+        [layer.descriptor()], config=Descriptor(config.media_type, config.digest, config.size)
+    )
+    engine.put_manifest(repo, manifest, [])
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": manifest.digest,
+        "size": manifest.size,
+        "platform": {"architecture": platform, "os": "linux"},
+    }
+
+
+def put_index(engine: Any, repo: str, entries: list[dict[str, Any]], tags: list[str] | None = None) -> Any:
+    index = encode_manifest({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)
+    engine.put_manifest(repo, index, tags or [])
+    return index
+
+
+def test_an_index_listing_one_child_twice_is_copied(repo: str, ecr: Any, hook: Any, stats: Any) -> None:
+    child = platform_image(hook.engine, repo, "amd64")
+    variant = {**child, "platform": {"architecture": "amd64", "os": "linux", "variant": "v2"}}
+    index = put_index(hook.engine, repo, [child, variant], ["twice"])
+    ecr.create_repository(repositoryName="team/mirror")
+    stats.reset()
+    result = copy(source=f"{repo}:twice", repository_name="team/mirror")
+    assert [m["digest"] for m in result["manifests"]] == [child["digest"], index.digest]
+    assert manifest_bytes(ecr, "team/mirror", {"imageTag": "twice"}) == index.data
+    assert stats.repository("team/mirror").put_image_calls == 2  # the child once, the index once
+    assert stats.repository("team/mirror").layers_completed == 2  # its layer and config, once each
+
+
+def test_a_child_shared_by_two_nested_indexes_is_copied_once(repo: str, ecr: Any, hook: Any, stats: Any) -> None:
+    engine = hook.engine
+    amd, arm, shared = (platform_image(engine, repo, p) for p in ("amd64", "arm64", "riscv64"))
+    left = put_index(engine, repo, [amd, shared])
+    right = put_index(engine, repo, [shared, arm])
+    nested = [{"mediaType": OCI_INDEX, "digest": i.digest, "size": i.size} for i in (left, right)]
+    top = put_index(engine, repo, nested, ["nested"])
+    ecr.create_repository(repositoryName="team/mirror")
+    stats.reset()
+    result = copy(source=f"{repo}:nested", repository_name="team/mirror")
+    assert [m["digest"] for m in result["manifests"]] == [
+        amd["digest"],
+        shared["digest"],
+        left.digest,
+        arm["digest"],
+        right.digest,
+        top.digest,
+    ]
+    assert stats.repository("team/mirror").put_image_calls == 6  # each manifest once
+    assert manifest_bytes(ecr, "team/mirror", {"imageTag": "nested"}) == top.data
+    for digest in (shared["digest"], left.digest, right.digest):
+        assert manifest_bytes(ecr, "team/mirror", {"imageDigest": digest}) == manifest_bytes(
+            ecr, repo, {"imageDigest": digest}
+        )
 
 
 def test_copy_refuses_a_digest_as_destination_and_a_missing_source(repo: str, ecr: Any, stats: Any) -> None:

@@ -162,20 +162,61 @@ def test_every_difference_at_once_is_named(hook: Any, ecr: Any, settings: dict[s
     ]
 
 
-def test_a_repository_created_between_the_check_and_the_create(hook: Any, ecr: Any, settings: dict[str, Any]) -> None:
-    """Another task wins the race (and has yet to put its lifecycle policy): not an error."""
-    winner = RepositorySettings.from_dict(settings)
+def calls_to(client: Any, operation: str) -> list[int]:
+    """A list that grows by one at each ``operation`` call ``client`` makes (rejected ones too)."""
+    made: list[int] = []
+    client.meta.events.register(f"before-call.ecr.{operation}", lambda **_: made.append(1))
+    return made
+
+
+def race_lost_to(hook: Any, ecr: Any, winner: dict[str, Any]) -> list[int]:
+    """Make ``hook`` lose a creation race to a task asking for ``winner``: the repository appears
+    between its lookup and its CreateRepository, and the winner puts its lifecycle policy only
+    after ``hook`` has read the repository once (and found no policy). Returns the list that
+    counts ``hook``'s own PutLifecyclePolicy calls."""
+    wanted = RepositorySettings.from_dict(winner)
+    state = {"policy put": False}
 
     def create_first(**_: Any) -> None:
-        ecr.create_repository(repositoryName=NAME, **winner.create_parameters())
+        ecr.create_repository(repositoryName=NAME, **wanted.create_parameters())
+
+    def put_after_the_first_read(**_: Any) -> None:
+        if not state["policy put"] and wanted.lifecycle_policy is not None:
+            state["policy put"] = True
+            ecr.put_lifecycle_policy(repositoryName=NAME, lifecyclePolicyText=wanted.lifecycle_policy)
 
     hook.conn.meta.events.register_first("before-call.ecr.CreateRepository", create_first)
-    try:
-        result = hook.ensure_repository(NAME, settings)
-    finally:
-        hook.conn.meta.events.unregister("before-call.ecr.CreateRepository", create_first)
+    hook.conn.meta.events.register("after-call.ecr.GetLifecyclePolicy", put_after_the_first_read)
+    return calls_to(hook.conn, "PutLifecyclePolicy")
+
+
+def test_a_repository_created_between_the_check_and_the_create(hook: Any, ecr: Any, settings: dict[str, Any]) -> None:
+    """Another task with the same settings wins the race and puts its lifecycle policy only after
+    the loser has read the repository: not an error, and the loser puts nothing."""
+    own_puts = race_lost_to(hook, ecr, settings)
+    result = hook.ensure_repository(NAME, settings)
     assert not result.created
     assert json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"]) == POLICY
+    assert own_puts == []  # the winner's policy, waited for; never put by the loser
+
+
+def test_a_race_won_with_another_lifecycle_policy_fails_and_changes_nothing(
+    hook: Any, ecr: Any, settings: dict[str, Any]
+) -> None:
+    """The winner's policy is not there yet when the loser first reads the repository; the loser
+    waits for it instead of putting its own, then fails naming how it differs."""
+    twenty = {**POLICY["rules"][1], "selection": {**POLICY["rules"][1]["selection"], "countNumber": 20}}
+    winner = {**settings, "lifecycle_policy": {"rules": [POLICY["rules"][0], twenty]}}
+    own_puts = race_lost_to(hook, ecr, winner)
+    with pytest.raises(RepositorySettingsMismatchError) as excinfo:
+        hook.ensure_repository(NAME, settings)
+    assert excinfo.value.differences == [
+        "lifecycle policy rule 2.selection.countNumber: 10 asked for, the repository has 20"
+    ]
+    assert own_puts == []
+    assert (
+        json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"]) == winner["lifecycle_policy"]
+    )
 
 
 def test_a_race_won_with_other_settings_fails_naming_them(hook: Any, ecr: Any, settings: dict[str, Any]) -> None:
@@ -190,41 +231,101 @@ def test_a_race_won_with_other_settings_fails_naming_them(hook: Any, ecr: Any, s
         hook.conn.meta.events.unregister("before-call.ecr.CreateRepository", create_first)
 
 
-def test_concurrent_tasks_create_one_repository(clean_aws: Any, ecr: Any, settings: dict[str, Any]) -> None:
+def race(settings: list[dict[str, Any]]) -> tuple[list[Any], list[Exception], list[int], list[int]]:
+    """One thread per settings, each with its own hook (so its own client), all at once.
+
+    Returns the results, the errors, the index of the settings of each result and each error,
+    and a list counting every PutLifecyclePolicy any of them made."""
     from airflow_ecr_layers.hooks import EcrLayersHook
 
-    hooks = [EcrLayersHook(aws_conn_id=CONN_ID) for _ in range(6)]
+    hooks = [EcrLayersHook(aws_conn_id=CONN_ID) for _ in settings]
+    puts: list[int] = []
     for h in hooks:
         h.engine  # noqa: B018 - each its own client, built before the start
-    start, results, errors = threading.Barrier(len(hooks)), [], []
+        h.conn.meta.events.register("before-call.ecr.PutLifecyclePolicy", lambda **_: puts.append(1))
+    start = threading.Barrier(len(hooks))
+    results: list[Any] = []
+    errors: list[Exception] = []
+    who: list[tuple[str, int]] = []
 
-    def run(h: Any) -> None:
+    def run(number: int) -> None:
         start.wait()
         try:
-            results.append(h.ensure_repository(NAME, settings))
+            results.append(hooks[number].ensure_repository(NAME, settings[number]))
+            who.append(("ok", number))
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
+            who.append(("error", number))
 
-    threads = [threading.Thread(target=run, args=(h,)) for h in hooks]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(hooks))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join()
+    return results, errors, [n for kind, n in who if kind == "ok"], puts
+
+
+def test_concurrent_tasks_create_one_repository(clean_aws: Any, ecr: Any, settings: dict[str, Any]) -> None:
+    results, errors, _, puts = race([settings] * 6)
     assert errors == []
     assert sorted(r.created for r in results) == [False] * 5 + [True]
     assert json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"]) == POLICY
+    assert len(puts) == 1  # by the creator alone
+
+
+def test_concurrent_tasks_with_other_settings_one_wins_the_rest_agree_or_fail(
+    clean_aws: Any, ecr: Any, settings: dict[str, Any]
+) -> None:
+    """Three tasks ask for one lifecycle policy and three for another, all else equal (the hardest
+    case: the difference shows only once the winner has put its policy). Exactly one creates the
+    repository; the tasks that asked for its settings succeed, the others fail naming the
+    difference; nobody but the creator puts anything."""
+    other = {**settings, "lifecycle_policy": {"rules": [POLICY["rules"][1]]}}
+    asked = [settings, other] * 3
+    results, errors, succeeded, puts = race(asked)
+    [winner] = [r for r in results if r.created]
+    found = json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"])
+    won = settings if found == POLICY else other
+    assert found == won["lifecycle_policy"]
+    assert sorted(succeeded) == [n for n, s in enumerate(asked) if s is won]
+    assert len(errors) == 3 and all(isinstance(e, RepositorySettingsMismatchError) for e in errors)
+    for error in errors:
+        assert isinstance(error, RepositorySettingsMismatchError)
+        assert error.differences[0].startswith("lifecycle policy rule 1")
+    assert len(puts) == 1 and winner.repository_name == NAME
 
 
 def test_an_old_repository_without_its_policy_is_refused(hook: Any, ecr: Any) -> None:
     ecr.create_repository(repositoryName=NAME)
+    reads = calls_to(hook.conn, "GetLifecyclePolicy")
     wanted = RepositorySettings.from_dict({"lifecycle_policy": POLICY})
     with pytest.raises(RepositorySettingsMismatchError, match="lifecycle policy: missing"):
         ensure_repository(hook.calls, hook.retry_policy, NAME, wanted, now=lambda: time.time() + 3600)
+    assert len(reads) == 1  # an hour old: nobody is about to put a policy on it, so no wait
     with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
         ecr.get_lifecycle_policy(repositoryName=NAME)
-    # Young, and lacking only the policy: its creator had yet to put it (or died first).
-    assert not ensure_repository(hook.calls, hook.retry_policy, NAME, wanted).created
-    assert json.loads(ecr.get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"]) == POLICY
+
+
+def test_a_young_repository_someone_else_made_is_never_changed(hook: Any, ecr: Any) -> None:
+    """Created a moment ago, by someone else, without a lifecycle policy, and lacking only that:
+    maybe its creator is about to put one, maybe it never will. It is waited for (a bounded time),
+    never put: only the task whose CreateRepository succeeded puts settings on a repository."""
+    ecr.create_repository(repositoryName=NAME)
+    reads = calls_to(hook.conn, "GetLifecyclePolicy")
+    puts = calls_to(hook.conn, "PutLifecyclePolicy")
+    started = time.time()
+    ticks = iter(range(0, 10**6, 20))  # a clock that says 20 s pass between any two looks at it
+
+    def clock() -> float:
+        return started + next(ticks)
+
+    wanted = RepositorySettings.from_dict({"lifecycle_policy": POLICY})
+    with pytest.raises(RepositorySettingsMismatchError, match="lifecycle policy: missing") as excinfo:
+        ensure_repository(hook.calls, hook.retry_policy, NAME, wanted, now=clock)
+    assert "waited" in str(excinfo.value)
+    assert puts == [] and len(reads) > 1  # it looked again while it waited, and put nothing
+    with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+        ecr.get_lifecycle_policy(repositoryName=NAME)
 
 
 def test_ecr_refusals_come_through_named(hook: Any, ecr: Any) -> None:

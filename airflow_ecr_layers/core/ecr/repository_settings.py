@@ -23,12 +23,22 @@ What "differs" means:
 - resource tags: a subset check. Every tag asked for must be there with that value; other
   tags on the repository (added by an account's tag policy, a cost tool, a person) are fine.
 
+Only the task whose ``CreateRepository`` succeeded puts anything on the repository: a
+repository this call did not create is read, never written, whoever made it and however young
+it is.
+
 Two tasks creating one repository at once: the loser's ``CreateRepository`` answers
-``RepositoryAlreadyExistsException``, which is not an error: it compares instead. The winner
-puts the lifecycle policy a moment after creating the repository, so a repository created in
-the last :data:`RECENTLY_CREATED_SECONDS` whose only difference is a missing lifecycle policy
-is completed with it rather than refused (the same happens for a task whose earlier try died
-between the two calls).
+``RepositoryAlreadyExistsException``, which is not an error: it compares instead. Everything
+but the lifecycle policy comes with ``CreateRepository`` itself (atomically), so any other
+difference is final and named at once. The winner puts its lifecycle policy a moment after
+creating the repository, so the loser may read it before that: when the repository was created
+moments ago (the loser lost the create, or ECR's ``createdAt`` is within
+:data:`RECENTLY_CREATED_SECONDS`) and its only difference is a missing lifecycle policy, the
+loser waits, up to :data:`LIFECYCLE_POLICY_WAIT_SECONDS`, for a policy to appear, and compares
+that. It never puts one: a young repository without a policy may be someone else's, made without
+one on purpose. If none appears, the task fails naming the missing policy (the same happens
+when an earlier try of the same task died between its two calls: put the policy by hand, or
+delete the empty repository, and retry).
 """
 
 from __future__ import annotations
@@ -66,8 +76,11 @@ MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 LIFECYCLE_POLICY_LENGTH = (100, 30720)
 """The API's bounds on ``lifecyclePolicyText``, in characters."""
-RECENTLY_CREATED_SECONDS = 15 * 60
-"""A repository this young that lacks only its lifecycle policy is completed rather than refused."""
+RECENTLY_CREATED_SECONDS = 5 * 60
+"""A repository this young (by ECR's ``createdAt`` against this machine's clock, with room for
+skew between them) that lacks only its lifecycle policy may be waiting for its creator to put it."""
+LIFECYCLE_POLICY_WAIT_SECONDS = 60.0
+"""How long a task that did not create a young repository waits for its creator's lifecycle policy."""
 
 SETTING_KEYS = (
     "image_tag_mutability",
@@ -484,8 +497,14 @@ def ensure_repository(
     registry_id: str | None = None,
     resolve_kms_key: KmsResolver | None = None,
     now: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RepositoryResult:
     """Create ``repository_name`` with ``settings`` when missing; otherwise check that it has them.
+
+    Only a repository this call created is written to (its lifecycle policy, right after
+    ``CreateRepository``). For one created moments ago by someone else, lacking only the
+    lifecycle policy, it waits up to :data:`LIFECYCLE_POLICY_WAIT_SECONDS` (``now`` and
+    ``sleep`` tell and pass the time) for the creator to put it.
 
     :raises RepositorySettingsMismatchError: the repository exists with other settings (each named).
     :raises EcrServiceError: ECR refused (a KMS key it cannot use, a policy it rejects, a quota).
@@ -493,6 +512,7 @@ def ensure_repository(
     name = validate_repository_name(repository_name)
     registry_id = validate_registry_id(registry_id)
     budget = RetryBudget(retry_policy)
+    lost_race = False
     try:
         state = read_repository(calls, retry_policy, name, registry_id)
     except RepositoryNotFoundError:
@@ -502,6 +522,7 @@ def ensure_repository(
             )
         except RepositoryAlreadyExistsError:
             log.info("Repository %s was created by someone else a moment ago; checking its settings", name)
+            lost_race = True
             state = read_repository(calls, retry_policy, name, registry_id)
         else:
             created_in = str(created["registryId"])
@@ -512,37 +533,62 @@ def ensure_repository(
             return RepositoryResult(
                 created_in, name, str(created["repositoryUri"]), str(created["repositoryArn"]), created=True
             )
-    state = _completed(calls, retry_policy, settings, state, now(), resolve_kms_key)
+    state, waited = _with_creators_policy(calls, retry_policy, settings, state, lost_race, now, sleep, resolve_kms_key)
     found = differences(settings, state, resolve_kms_key)
     if found:
+        if waited is not None:
+            found = [
+                f"{d} (waited {waited:.0f}s for the task that created the repository to put one; none came)"
+                if d.startswith("lifecycle policy: missing")
+                else d
+                for d in found
+            ]
         raise RepositorySettingsMismatchError(name, state.registry_id, found)
     log.info("Repository %s exists with the settings asked for", state.repository_uri)
     return RepositoryResult(state.registry_id, name, state.repository_uri, state.repository_arn, created=False)
 
 
-def _completed(
+def _with_creators_policy(
     calls: EcrCalls,
     retry_policy: RetryPolicy,
     settings: RepositorySettings,
     state: RepositoryState,
-    now: float,
+    lost_race: bool,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
     resolve_kms_key: KmsResolver | None,
-) -> RepositoryState:
-    """``state``, after putting the lifecycle policy when the repository is young and lacks only that:
-    its creator (a concurrent task, or an earlier try of this one) had yet to put it."""
-    young = state.created_at is not None and now - state.created_at < RECENTLY_CREATED_SECONDS
-    if settings.lifecycle_policy is None or state.lifecycle_policy is not None or not young:
-        return state
-    if differences(replace(settings, lifecycle_policy=None), state, resolve_kms_key):
-        return state
+) -> tuple[RepositoryState, float | None]:
+    """``state`` with the lifecycle policy its creator put while this waited, and how long it
+    waited (None: it did not wait).
+
+    It waits only for a repository created moments ago that lacks nothing but a policy: its
+    creator (another task racing this one) puts the policy right after ``CreateRepository``. It
+    reads, never writes: the repository is not this task's to change.
+    """
+    if settings.lifecycle_policy is None or state.lifecycle_policy is not None:
+        return state, None
+    started = now()
+    young = lost_race or (state.created_at is not None and started - state.created_at < RECENTLY_CREATED_SECONDS)
+    if not young or differences(replace(settings, lifecycle_policy=None), state, resolve_kms_key):
+        return state, None
     log.info(
-        "Repository %s was created %.0fs ago without its lifecycle policy yet; putting it",
+        "Repository %s was created moments ago and has no lifecycle policy yet; waiting up to %.0fs for its "
+        "creator to put one",
         state.repository_name,
-        now - (state.created_at or now),
+        LIFECYCLE_POLICY_WAIT_SECONDS,
     )
-    text = settings.lifecycle_policy
-    RetryBudget(retry_policy).call(
-        "PutLifecyclePolicy",
-        lambda: calls.put_lifecycle_policy(state.repository_name, text, state.registry_id),
-    )
-    return read_repository(calls, retry_policy, state.repository_name, state.registry_id)
+    deadline = started + LIFECYCLE_POLICY_WAIT_SECONDS
+    delay = 0.25
+    while True:
+        remaining = deadline - now()
+        if remaining <= 0:
+            return state, LIFECYCLE_POLICY_WAIT_SECONDS
+        sleep(min(delay, remaining))
+        delay = min(delay * 2, 5.0)
+        policy = RetryBudget(retry_policy).call(
+            "GetLifecyclePolicy",
+            lambda: calls.get_lifecycle_policy(state.repository_name, state.registry_id),
+        )
+        if policy is not None:
+            log.info("Repository %s: its creator put its lifecycle policy", state.repository_name)
+            return replace(state, lifecycle_policy=policy), now() - started

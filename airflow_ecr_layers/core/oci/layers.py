@@ -7,10 +7,16 @@ several layers uploaded side by side, and a file over ECR's 52,000 MiB cap on on
 can still be pushed. Each chunk is titled ``<title>.chunk-NNNN`` and annotated with the
 file's title, its offset and the file's size (:mod:`.identity`), which is all a client
 needs to put the file back together.
+
+A title is a path a pull writes under its destination, so the rules on titles live here, once,
+for both sides: :func:`safe_title` (a plain relative path) and :func:`check_file_names` (no two
+files on one name, no file where another needs a folder). A push refuses what a pull would
+refuse (:func:`check_layer_titles`), before anything is read or sent.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,8 +140,56 @@ def layers_of(
     return layers
 
 
+def safe_title(title: object) -> str:
+    """A title that is a plain relative path, or an error naming it."""
+    if not isinstance(title, str) or not title or "\x00" in title or "\\" in title:
+        raise InvalidInputError(f"Refusing the layer title {title!r}: not a plain relative path")
+    if title.startswith("/") or posixpath.isabs(title) or (len(title) > 1 and title[1] == ":"):
+        raise InvalidInputError(f"Refusing the layer title {title!r}: an absolute path")
+    parts = title.split("/")
+    if ".." in parts:
+        raise InvalidInputError(f"Refusing the layer title {title!r}: it climbs out of the destination with '..'")
+    if any(part in ("", ".") for part in parts):
+        raise InvalidInputError(f"Refusing the layer title {title!r}: empty or '.' path components")
+    return title
+
+
+def check_file_names(titles: Sequence[str]) -> None:
+    """Refuse two files on one name, and a name that is a file and a folder of other files."""
+    seen: set[str] = set()
+    for title in titles:
+        if title in seen:
+            raise InvalidInputError(f"Two files are named {title!r}: a pull would write one over the other")
+        seen.add(title)
+    folders = {"/".join(t.split("/")[:depth]) for t in titles for depth in range(1, t.count("/") + 1)}
+    clashes = sorted(seen & folders)
+    if clashes:
+        raise InvalidInputError(f"{clashes[0]!r} is both a file and a folder of other files")
+
+
+def check_layer_titles(annotations: Sequence[Mapping[str, str]]) -> None:
+    """Refuse the titles a pull would refuse, given each layer's annotations.
+
+    A pull makes a file of each layer titled ``org.opencontainers.image.title`` and one file of
+    the chunks naming the same file (:data:`~.identity.CHUNK_OF`, whose own titles are not
+    files): each such name must pass :func:`safe_title`, and the names together
+    :func:`check_file_names`.
+    """
+    files: list[str] = []
+    chunked: set[str] = set()
+    for found in annotations:
+        if CHUNK_OF in found:
+            name = safe_title(found[CHUNK_OF])
+            if name not in chunked:
+                chunked.add(name)
+                files.append(name)
+        elif TITLE_ANNOTATION in found:
+            files.append(safe_title(found[TITLE_ANNOTATION]))
+    check_file_names(files)
+
+
 def check_layers(layers: Sequence[LayerSpec]) -> None:
-    """Refuse more layers than :data:`MAX_LAYERS` and titles that collide."""
+    """Refuse more layers than :data:`MAX_LAYERS`, titles that collide, and titles a pull would refuse."""
     if len(layers) > MAX_LAYERS:
         raise InvalidInputError(
             f"{len(layers)} layers: an artifact may have at most {MAX_LAYERS} (narrow the prefix or glob, "
@@ -148,3 +202,4 @@ def check_layers(layers: Sequence[LayerSpec]) -> None:
             f"Layer titles collide: {', '.join(map(repr, collisions[:10]))}"
             f"{' ...' if len(collisions) > 10 else ''}; a pull would write one file over another"
         )
+    check_layer_titles([layer.all_annotations() for layer in layers])

@@ -21,7 +21,7 @@ from airflow_ecr_layers.core.limits import (
     validate_repository_name,
     validate_tags,
 )
-from airflow_ecr_layers.core.oci.layers import LayerSpec, check_layers
+from airflow_ecr_layers.core.oci.layers import LayerSpec, check_layer_titles, check_layers
 from airflow_ecr_layers.core.oci.manifest import (
     EMPTY_BLOB,
     EMPTY_DESCRIPTOR,
@@ -82,6 +82,7 @@ def put_artifact_manifest(
     tags = validate_tags(tags)
     if not layers:
         raise InvalidInputError("No layers given: a manifest needs at least one")
+    check_layer_titles([layer.annotations for layer in layers])  # what a pull would refuse
     manifest = build_image_manifest(
         layers, config=config, artifact_type=artifact_type, annotations=annotations, subject=subject
     )

@@ -3,12 +3,15 @@
 Across repositories, accounts and regions: the source and the destination each have their
 own engine, so their own credentials. The source's manifests are read with BatchGetImage
 and put into the destination byte for byte, so every digest is the same on both sides;
-children go before the index that names them, and the tags go on the top-level manifest
-last. Each blob the destination lacks (one batched BatchCheckLayerAvailability) streams
-from the source's download URL straight into UploadLayerPart (:mod:`.download`): no local
-copy, the memory of a push, and the sha256 of what streams checked against the digest
-before the layer is completed. With ``include_referrers``, the artifacts whose ``subject``
-is the image (signatures, SBOMs) follow it.
+children go before the index that names them (a child listed twice, or shared by two
+nested indexes, is put once), and the tags go on the top-level manifest last: after its
+referrers too, when they are copied, so nothing tagged in the destination points at an image
+whose referrers are still missing there. Each blob the destination lacks (one batched
+BatchCheckLayerAvailability) streams from the source's download URL straight into
+UploadLayerPart (:mod:`.download`): no local copy, the memory of a push, and the sha256 of
+what streams checked against the digest before the layer is completed. With
+``include_referrers``, the artifacts whose ``subject`` is the image (signatures, SBOMs)
+follow it.
 """
 
 from __future__ import annotations
@@ -79,20 +82,25 @@ class _Source:
         return fetch_manifest(self.engine, at.with_defaults(self.registry_id, None))
 
     def plan(self, top: ImageRecord) -> ImagePlan:
-        """Every manifest under ``top`` (children first) and every blob they name, as download sources."""
+        """Every manifest under ``top`` (children first, each once) and every blob they name, as
+        download sources. A child an index lists twice, or that two nested indexes share, is
+        read and planned once, where it first appears."""
         plan = ImagePlan("ecr")
-        self._walk(top, plan, seen=set())
+        self._walk(top, plan, above=(), done=set())
         return plan
 
-    def _walk(self, image: ImageRecord, plan: ImagePlan, seen: set[str]) -> None:
-        if image.image_digest in seen:
+    def _walk(self, image: ImageRecord, plan: ImagePlan, above: tuple[str, ...], done: set[str]) -> None:
+        if image.image_digest in above:
             raise InvalidInputError(f"Manifest {image.image_digest} names itself through its children")
-        seen.add(image.image_digest)
         body = json.loads(image.manifest)
         media_type = image.media_type or body.get("mediaType") or OCI_MANIFEST
         if media_type in INDEX_TYPES:
             for child in body.get("manifests") or []:
-                self._walk(self.image(validate_digest(child.get("digest"), "child manifest digest")), plan, seen)
+                digest = validate_digest(child.get("digest"), "child manifest digest")
+                if digest in (*above, image.image_digest):
+                    raise InvalidInputError(f"Manifest {digest} names itself through its children")
+                if digest not in done:
+                    self._walk(self.image(digest), plan, (*above, image.image_digest), done)
         else:
             for blob in [body.get("config"), *(body.get("layers") or [])]:
                 if blob and blob.get("urls"):
@@ -105,6 +113,7 @@ class _Source:
                     )
                     plan.add_blob(BlobRef(digest, size, str(blob.get("mediaType")), source))
         plan.add_manifest(Manifest(image.manifest, media_type))
+        done.add(image.image_digest)
 
 
 def copy_image(
@@ -126,11 +135,13 @@ def copy_image(
     origin = _Source(source_engine, source)
     top = origin.image()
     log.info("Copying %s (%s) to %s", source, top.image_digest, repository_name)
+    plan = origin.plan(top)
+    tag_last = include_referrers and bool(tags)  # tags go on once the referrers are there
     result = push_image(
         engine,
         repository_name,
-        origin.plan(top),
-        tags=tags,
+        plan,
+        tags=() if tag_last else tags,
         registry_id=registry_id,
         part_size=part_size,
         max_concurrency=max_concurrency,
@@ -142,7 +153,9 @@ def copy_image(
         if include_referrers
         else []
     )
-    copied = CopyResult(**vars(result), source=str(source), referrers=referrers)
+    if tag_last:
+        engine.put_manifest(repository_name, plan.top, tags, result.registry_id)
+    copied = CopyResult(**{**vars(result), "tags": list(tags)}, source=str(source), referrers=referrers)
     log.info(
         "Copied %s to %s:%s as %s: %d blobs, %d already there, %.1f MiB sent, %d referrers",
         source,

@@ -5,9 +5,12 @@ becomes the file ``DEST/<title>``; layers that are chunks of one file (see
 :mod:`.identity`) become that one file again, in offset order. Untitled layers are not
 files (as ORAS sees them) and are left out, with a log line.
 
-Before anything is written, every title is checked: no absolute path, no ``..``, no two
-files with one name (nor a file where another needs a folder), and a chunked file's
-chunks must tile it exactly. Each file is streamed through a :class:`FileWriter` while
+Before anything is read or written, every title is checked (the rules a push applies too,
+:mod:`~airflow_ecr_layers.core.oci.layers`): no absolute path, no ``..``, no two files with
+one name (nor a file where another needs a folder), and a chunked file's chunks must tile it
+exactly; then the sink checks the destination (:meth:`FileSink.check`: in a local folder, no
+symlink on any file's way and no names that differ only by case on a file system that does not
+tell them apart). Each file is streamed through a :class:`FileWriter` while
 its layers are read and hashed; a file becomes visible (``commit``) only once every
 layer's digest is verified, so a corrupt download leaves nothing behind (``abort``).
 """
@@ -18,7 +21,6 @@ import fnmatch
 import hashlib
 import json
 import logging
-import posixpath
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from airflow_ecr_layers.core.engine.reader import PartReader
 from airflow_ecr_layers.core.engine.transfer import EcrTransfer
 from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError
 from airflow_ecr_layers.core.limits import MiB, validate_digest
+from airflow_ecr_layers.core.oci.layers import check_file_names, safe_title
 from airflow_ecr_layers.core.oci.manifest import INDEX_TYPES, MANIFEST_TYPES, TITLE_ANNOTATION, sha256_digest
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.readback.download import LayerDownload
@@ -55,6 +58,11 @@ class FileWriter(Protocol):
 
 class FileSink(Protocol):
     """Where pulled files go (a folder, an object storage prefix)."""
+
+    def check(self, titles: Sequence[str]) -> None:
+        """Refuse, before anything is read or written, files this destination cannot hold safely
+        (a local folder: a symlink on a file's way, names that differ only by case where its
+        file system does not tell them apart)."""
 
     def open(self, title: str, size: int) -> FileWriter:
         """A writer for the file ``title`` (a relative path, already checked) of ``size`` bytes."""
@@ -110,20 +118,6 @@ class PullResult:
         }
 
 
-def safe_title(title: object) -> str:
-    """A title that is a plain relative path, or an error naming it."""
-    if not isinstance(title, str) or not title or "\x00" in title or "\\" in title:
-        raise InvalidInputError(f"Refusing the layer title {title!r}: not a plain relative path")
-    if title.startswith("/") or posixpath.isabs(title) or (len(title) > 1 and title[1] == ":"):
-        raise InvalidInputError(f"Refusing the layer title {title!r}: an absolute path")
-    parts = title.split("/")
-    if ".." in parts:
-        raise InvalidInputError(f"Refusing the layer title {title!r}: it climbs out of the destination with '..'")
-    if any(part in ("", ".") for part in parts):
-        raise InvalidInputError(f"Refusing the layer title {title!r}: empty or '.' path components")
-    return title
-
-
 def plan_files(manifest: bytes, include: str | None = None) -> list[PlannedFile]:
     """The files an image manifest's titled layers make, checked; ``include`` keeps only the
     titles that match that glob (``fnmatch``: ``*`` also matches ``/``)."""
@@ -165,7 +159,7 @@ def plan_files(manifest: bytes, include: str | None = None) -> list[PlannedFile]
         log.info("%d layers have no title: they are not files, and are left out", untitled)
     files = [PlannedFile(title, piece.size, [piece]) for title, piece in whole.items()]
     files += [_reassembled(title, found) for title, found in chunks.items()]
-    _check_names([f.title for f in files])
+    check_file_names([f.title for f in files])
     if include:
         files = [f for f in files if fnmatch.fnmatchcase(f.title, include)]
         if not files:
@@ -189,18 +183,6 @@ def _reassembled(title: str, found: list[tuple[Piece, int]]) -> PlannedFile:
     if position != file_size:
         raise InvalidInputError(f"The chunks of {title!r} make {position} bytes; the file has {file_size}")
     return PlannedFile(title, file_size, pieces)
-
-
-def _check_names(titles: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for title in titles:
-        if title in seen:
-            raise InvalidInputError(f"Two files are named {title!r}: a pull would write one over the other")
-        seen.add(title)
-    folders = {"/".join(t.split("/")[:depth]) for t in titles for depth in range(1, t.count("/") + 1)}
-    clashes = sorted(seen & folders)
-    if clashes:
-        raise InvalidInputError(f"{clashes[0]!r} is both a file and a folder of other files")
 
 
 def _int(value: object, digest: str) -> int:
@@ -251,6 +233,7 @@ def pull_artifact(
     registry_id = engine.calls.repository_registry_id(reference.repository_name, reference.registry_id)
     image = fetch_manifest(engine, reference)
     files = plan_files(image.manifest, include)
+    sink.check([f.title for f in files])
     log.info(
         "Pulling %s (%s): %d files, %.1f MiB",
         reference,
