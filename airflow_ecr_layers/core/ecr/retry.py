@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -45,8 +46,33 @@ class RetryPolicy:
     max_restarts: int = 2
     """Fresh uploads after UploadNotFoundException (expired upload id)."""
 
+    def __post_init__(self) -> None:
+        """Refuse values no retry could use, naming the field: when the policy is made, not at the first retry."""
+        _whole(self.max_attempts, "max_attempts", least=1)
+        _seconds(self.base_delay, "base_delay")
+        _seconds(self.max_delay, "max_delay")
+        if self.max_delay < self.base_delay:
+            raise InvalidInputError(
+                f"RetryPolicy.max_delay must be at least base_delay ({self.base_delay!r}), got {self.max_delay!r}"
+            )
+        _seconds(self.max_total_seconds, "max_total_seconds", infinite=True)
+        _whole(self.max_restarts, "max_restarts", least=0)
+
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def _whole(value: object, name: str, *, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidInputError(f"RetryPolicy.{name} must be a whole number of at least {least}, got {value!r}")
+
+
+def _seconds(value: object, name: str, *, infinite: bool = False) -> None:
+    """A number of seconds: not negative, not NaN; infinite only where ``infinite`` (no bound)."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or math.isnan(number) or number < 0 or (math.isinf(number) and not infinite):
+        bound = " (math.inf for no bound)" if infinite else ""
+        raise InvalidInputError(f"RetryPolicy.{name} must be a number of seconds of at least 0{bound}, got {value!r}")
 
 
 def retry_policy_from(value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy | None:
