@@ -11,9 +11,10 @@ The download URL (GetDownloadUrlForLayer) is asked for once per layer and shared
 handles. It is presigned, so it expires: a ``403`` asks ECR for a fresh one and tries
 again, at most :data:`URL_REFRESHES` times. A body that breaks off mid-stream is asked
 for again from the first byte not received; a connection that fails (refused, reset,
-timed out) is tried again the same way. Those tries follow the ECR
-calls' :class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy`: its ``max_attempts`` per
-read (one buffer), its backoff between them, its ``max_total_seconds`` of waiting; then
+timed out) and a 5xx answer (S3's ``InternalError``, ``SlowDown``) are tried again the
+same way. Those tries follow the ECR calls'
+:class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy`: its ``max_attempts`` per read
+(one buffer), its backoff between them, its ``max_total_seconds`` of waiting; then
 :class:`~airflow_ecr_layers.core.errors.TransferError`.
 
 The URL's query string is a credential (a presigned URL's signature and token): it never
@@ -214,7 +215,11 @@ class _RangeReader(RangedReader):
         try:
             if response.status == 403:
                 raise _Expired
-            if response.status != 206 and not (response.status == 200 and first == 0 and len(view) == self._layer.size):
+            if response.status >= 500:  # S3's InternalError, SlowDown: transient, as ECR's own 5xx
+                failure = f"HTTP {response.status} for bytes {first}-{last}"
+            elif response.status != 206 and not (
+                response.status == 200 and first == 0 and len(view) == self._layer.size
+            ):
                 raise TransferError(
                     f"{self._layer.name}: the download answered HTTP {response.status} for bytes {first}-{last} "
                     f"(at {redacted(url)})"
