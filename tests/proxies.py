@@ -92,8 +92,9 @@ class CuttingProxy:
     the connection has failed, and the reader can only resume from bytes it got.
 
     With ``answer`` (a status and a body), ranged GETs are not forwarded at all: each
-    gets that response, as S3 would send an error. With ``corrupt``, the first that many
-    ranged GETs answered ``206`` get their body with one byte changed.
+    gets that response, as S3 would send an error (only the first ``answers`` of them, when
+    set; the later ones are forwarded). With ``corrupt``, the first that many ranged GETs
+    answered ``206`` get their body with one byte changed.
     """
 
     upstream: str
@@ -102,6 +103,7 @@ class CuttingProxy:
     linger: float = 0.3
     answer: tuple[int, bytes] | None = None
     corrupt: int = 0
+    answers: int | None = None
     seen: list[Seen] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
@@ -156,7 +158,11 @@ class CuttingProxy:
         method, target, _ = request_line.split(" ", 2)
         lowered = {n.lower(): v for n, v in request_headers}
         body = _read_exactly(client, pending, int(lowered.get("content-length", "0")))
-        if self.answer is not None and method == "GET" and "range" in lowered:
+        with self._lock:
+            answering = self.answer is not None and method == "GET" and "range" in lowered and self.answers != 0
+            if answering and self.answers is not None:
+                self.answers -= 1
+        if self.answer is not None and answering:
             with self._lock:
                 self.seen.append(Seen(method, target, lowered, cut=False))
             status, answer = self.answer

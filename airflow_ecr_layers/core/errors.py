@@ -24,7 +24,9 @@ class SourceChangedError(EcrLayersError):
 
 class TransferError(EcrLayersError):
     """Bytes could not be moved: reading a source or downloading a layer failed after its own
-    retries (a body that kept breaking off, a URL refused, an HTTP error). A new try may pass."""
+    retries (a body that kept breaking off, a connection refused or timed out, 5xx answers, a URL
+    refused, another HTTP error). A new try may pass. A download's error never carries its
+    presigned URL's query string, nor is it chained to an exception that does."""
 
 
 class DigestMismatchError(EcrLayersError):
@@ -32,7 +34,7 @@ class DigestMismatchError(EcrLayersError):
 
 
 class UploadAbortedError(EcrLayersError):
-    """An upload gave up after its bounded retries, restarts or time budget."""
+    """An upload, or any other ECR call, gave up after its bounded retries, restarts or time budget."""
 
 
 class EcrServiceError(EcrLayersError):

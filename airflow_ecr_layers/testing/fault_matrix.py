@@ -13,6 +13,15 @@ into a fresh repository of the embedded moto server. A cell passes when either
 
 and the fault actually fired (a cell whose fault never happened tested nothing).
 
+The upload positions (the parts, ``CompleteLayerUpload``, ``PutImage``) take every fault
+kind. The call positions (:func:`call_positions`: the calls around the upload, and those
+a copy makes to read its source) take throttling, 5xx and a connection reset, each
+repeated on as many consecutive calls as botocore makes (:attr:`Position.outlast_botocore`):
+only our own retries can get past them. A ``copy`` cell copies an image and its referrer
+(:func:`~airflow_ecr_layers.core.readback.copy.copy_image`) instead of pushing, and passes
+when the destination's tag points at the source's manifest, byte for byte, with its layer
+and its referrer.
+
 Run it as a command (it starts its own embedded server)::
 
     python -m airflow_ecr_layers.testing.fault_matrix [--kinds drop_response,delay] [--verbose]
@@ -30,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +54,7 @@ from typing import Any, Literal
 import boto3
 from botocore.config import Config
 
+from airflow_ecr_layers.core.ecr.references import ImageReference
 from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 from airflow_ecr_layers.core.engine.client import build_engine
 from airflow_ecr_layers.core.errors import EcrLayersError, UploadAbortedError
@@ -51,6 +62,7 @@ from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.oci.layers import LayerSpec
 from airflow_ecr_layers.core.oci.manifest import OCI_LAYER_TAR, OCI_MANIFEST
 from airflow_ecr_layers.core.push.artifact import push_artifact
+from airflow_ecr_layers.core.readback.copy import copy_image
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.testing.fault_proxy import FAULT_KINDS, FaultKind, FaultProxy, FaultRule
 from airflow_ecr_layers.testing.server import DEFAULT_REGION, EmbeddedAws, aws_env
@@ -60,6 +72,7 @@ __all__ = [
     "MatrixConfig",
     "Position",
     "artifact_bytes",
+    "call_positions",
     "ecr_client",
     "format_table",
     "main",
@@ -76,13 +89,29 @@ FAST_RETRY_POLICY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.25,
 Outcome = Literal["pushed", "failed clean", "FAIL"]
 
 
+Scenario = Literal["push", "copy"]
+
+CALL_FAULTS: tuple[FaultKind, ...] = ("throttling", "http_500", "http_503", "reset_before_body")
+"""The faults of the call positions: throttled, 5xx, a connection error."""
+
+
 @dataclass(frozen=True)
 class Position:
-    """Where in a push a fault is injected: the ``occurrence``-th call of ``operation``."""
+    """Where in a push (or a copy) a fault is injected: the ``occurrence``-th call of ``operation``."""
 
     name: str
     operation: str
     occurrence: int
+    kinds: tuple[FaultKind, ...] | None = None
+    """The fault kinds this position is run with (None: every kind)."""
+    scenario: Scenario = "push"
+    outlast_botocore: bool = False
+    """The fault hits as many consecutive calls as botocore makes: our retries must carry it."""
+    preceded_by: FaultRule | None = None
+    """Another fault injected too, that leads the push to this call."""
+
+    def takes(self, kind: FaultKind) -> bool:
+        return self.kinds is None or kind in self.kinds
 
 
 @dataclass(frozen=True)
@@ -135,6 +164,28 @@ class CellResult:
         return f"ok: {self.outcome}"
 
 
+def call_positions() -> tuple[Position, ...]:
+    """The calls around an upload, and those a copy makes to read its source, each faulted past
+    botocore's retries with throttling, 5xx and a connection reset."""
+
+    def at(name: str, operation: str, scenario: Scenario = "push", **more: Any) -> Position:
+        return Position(name, operation, 1, CALL_FAULTS, scenario, outlast_botocore=True, **more)
+
+    return (
+        at("DescribeRepositories", "DescribeRepositories"),
+        at("BatchGetImage", "BatchGetImage"),  # the previous image's layers, to reuse
+        at("InitiateLayerUpload", "InitiateLayerUpload"),
+        at("BatchCheckLayerAvailability", "BatchCheckLayerAvailability"),  # the empty config's, before its upload
+        at(
+            "completion check",
+            "BatchCheckLayerAvailability",
+            preceded_by=FaultRule("CompleteLayerUpload", 1, "drop_response"),
+        ),  # is the layer there, now that the completion's answer was lost?
+        at("copy: GetDownloadUrlForLayer", "GetDownloadUrlForLayer", "copy"),
+        at("copy: ListImageReferrers", "ListImageReferrers", "copy"),
+    )
+
+
 def positions_for(parts: int) -> tuple[Position, ...]:
     """The five positions of the matrix for an artifact of ``parts`` parts."""
     if parts < 3:
@@ -178,7 +229,8 @@ def ecr_client(endpoint_url: str, config: MatrixConfig | None = None) -> Any:
 
 
 def rule_for(kind: FaultKind, position: Position, config: MatrixConfig) -> FaultRule:
-    return FaultRule(position.operation, position.occurrence, kind, delay_seconds=config.delay_seconds)
+    times = config.botocore_attempts if position.outlast_botocore else 1
+    return FaultRule(position.operation, position.occurrence, kind, times=times, delay_seconds=config.delay_seconds)
 
 
 def tag_map(direct: Any, repository_name: str) -> dict[str, str]:
@@ -224,6 +276,44 @@ def check_pushed(direct: Any, repository_name: str, result: dict[str, Any], data
     return None
 
 
+def check_copied(direct: Any, source_repository: str, repository_name: str, result: dict[str, Any]) -> str | None:
+    """None when the destination holds the source's image under :data:`TAG`, byte for byte, with its
+    layers and its referrer; else what is wrong."""
+
+    def image(repository: str, image_id: dict[str, str]) -> dict[str, Any] | None:
+        images = direct.batch_get_image(
+            repositoryName=repository, imageIds=[image_id], acceptedMediaTypes=[OCI_MANIFEST]
+        )["images"]
+        return images[0] if images else None
+
+    source = image(source_repository, {"imageTag": TAG})
+    copied = image(repository_name, {"imageTag": TAG})
+    if source is None or copied is None:
+        return f"tag {TAG} not found after a successful copy (source: {source is not None})"
+    if copied["imageManifest"] != source["imageManifest"] or result["image_digest"] != source["imageId"]["imageDigest"]:
+        return f"{repository_name}:{TAG} is not the source's manifest"
+    layers = [(d["digest"], d["size"]) for d in json.loads(copied["imageManifest"])["layers"]]
+    stored = direct.batch_check_layer_availability(repositoryName=repository_name, layerDigests=[layers[0][0]])
+    if [(s["layerDigest"], s["layerSize"], s["layerAvailability"]) for s in stored["layers"]] != [
+        (*layers[0], "AVAILABLE")
+    ]:
+        return f"the layer is not stored as {layers[0]}: {stored}"
+    subject = {"imageDigest": result["image_digest"]}
+    wanted = [
+        r["digest"]
+        for r in direct.list_image_referrers(repositoryName=source_repository, subjectId=subject)["referrers"]
+    ]
+    got = [
+        r["digest"] for r in direct.list_image_referrers(repositoryName=repository_name, subjectId=subject)["referrers"]
+    ]
+    if not wanted or got != wanted:
+        return f"the referrers copied are {got}, not the source's {wanted}"
+    tags = tag_map(direct, repository_name)
+    if tags != {TAG: result["image_digest"]}:
+        return f"the repository's tags are {tags}"
+    return None
+
+
 def check_failed_clean(
     direct: Any, repository_name: str, error: BaseException, tags_before: dict[str, str]
 ) -> str | None:
@@ -259,6 +349,52 @@ def _push(endpoint_url: str, repository_name: str, data: bytes, config: MatrixCo
     finally:
         for client in clients:
             client.close()
+
+
+def _seed_copy_source(endpoint_url: str, repository_name: str, data: bytes, config: MatrixConfig) -> None:
+    """The image a copy cell copies (the artifact, tagged :data:`TAG`) and an SBOM-like referrer of it,
+    pushed without the proxy."""
+    client = ecr_client(endpoint_url)
+    try:
+        client.create_repository(repositoryName=repository_name)
+        api = build_engine(client)
+        image = push_artifact(
+            api,
+            repository_name,
+            [LayerSpec(BytesSource(data, "fault-matrix-artifact"), OCI_LAYER_TAR, title="artifact.bin")],
+            tags=[TAG],
+            part_size=config.part_size,
+        )
+        sbom = LayerSpec(BytesSource(b'{"sbom": true}', "fault-matrix-sbom"), "application/vnd.example.sbom.v1+json")
+        push_artifact(
+            api,
+            repository_name,
+            [sbom],
+            subject=image.image_digest,
+            artifact_type="application/vnd.example.sbom.v1+json",
+            part_size=config.part_size,
+        )
+    finally:
+        client.close()
+
+
+def _copy(endpoint_url: str, source_repository: str, repository_name: str, config: MatrixConfig) -> dict[str, Any]:
+    """Copy the source's image and its referrer through ``endpoint_url``, as the copy operator does."""
+    client = ecr_client(endpoint_url, config)
+    try:
+        api = build_engine(client, retry_policy=config.retry_policy)
+        return copy_image(
+            api,
+            ImageReference(source_repository, tag=TAG),
+            api,
+            repository_name,
+            tags=[TAG],
+            include_referrers=True,
+            part_size=config.part_size,
+            max_concurrency=1,
+        ).as_dict()
+    finally:
+        client.close()
 
 
 def _killed_then_rerun(
@@ -305,7 +441,7 @@ def _killed_then_rerun(
 
 
 def _repository_name(kind: FaultKind, position: Position) -> str:
-    slug = position.name.lower().replace(" ", "-")
+    slug = re.sub(r"[^a-z0-9]+", "-", position.name.lower()).strip("-")
     return f"fault-matrix/{kind.replace('_', '-')}-{slug}-{uuid.uuid4().hex[:8]}"
 
 
@@ -320,17 +456,26 @@ def run_cell(
     """Push once with one fault injected at ``position``, into a fresh repository, and judge it."""
     config = config or MatrixConfig()
     data = artifact_bytes(config.artifact_size) if data is None else data
+    if not position.takes(kind):
+        raise ValueError(f"Position {position.name!r} is not run with {kind!r}; it takes {position.kinds}")
     direct = ecr_client(endpoint_url)
     repository_name = _repository_name(kind, position)
+    source_repository = repository_name + "-source"
+    if position.scenario == "copy":
+        _seed_copy_source(endpoint_url, source_repository, data, config)
     direct.create_repository(repositoryName=repository_name)
     tags_before = tag_map(direct, repository_name)
     started = time.monotonic()
     result: dict[str, Any] | None = None
     error: BaseException | None = None
-    with FaultProxy(endpoint_url, [rule_for(kind, position, config)]) as proxy:
+    rule = rule_for(kind, position, config)
+    rules = [rule] if position.preceded_by is None else [position.preceded_by, rule]
+    with FaultProxy(endpoint_url, rules) as proxy:
         try:
             if kind == "process_killed":
                 result = _killed_then_rerun(proxy, endpoint_url, repository_name, data, config)
+            elif position.scenario == "copy":
+                result = _copy(proxy.endpoint_url, source_repository, repository_name, config)
             else:
                 result = _push(proxy.endpoint_url, repository_name, data, config)
         except Exception as exc:  # judged below: ours and clean, or a failure of the cell
@@ -338,15 +483,20 @@ def run_cell(
     # Leaving the proxy waited for requests still in flight (a delayed one): what ECR
     # holds now is final.
     seconds = time.monotonic() - started
-    calls = {op: proxy.calls(op) for op in ("UploadLayerPart", "CompleteLayerUpload", "PutImage")}
+    operations = ("UploadLayerPart", "CompleteLayerUpload", "PutImage")
+    calls = {op: proxy.calls(op) for op in dict.fromkeys((*operations, position.operation))}
+    fired = sum(fault.rule == rule for fault in proxy.fired)
 
     def cell(outcome: Outcome, detail: str) -> CellResult:
-        return CellResult(kind, position.name, outcome, detail, len(proxy.fired), seconds, calls, repository_name)
+        return CellResult(kind, position.name, outcome, detail, fired, seconds, calls, repository_name)
 
-    if not proxy.fired:
+    if proxy.unfired():
         return cell("FAIL", f"harness: the {kind} fault never fired")
     if result is not None:
-        problem = check_pushed(direct, repository_name, result, data)
+        if position.scenario == "copy":
+            problem = check_copied(direct, source_repository, repository_name, result)
+        else:
+            problem = check_pushed(direct, repository_name, result, data)
         return cell("FAIL", problem) if problem else cell("pushed", "")
     assert error is not None
     problem = check_failed_clean(direct, repository_name, error, tags_before)
@@ -361,17 +511,22 @@ def run_matrix(
     config: MatrixConfig | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
 ) -> list[CellResult]:
-    """Every kind at every position (or the ``positions`` named), in row order."""
+    """Every kind at every position that takes it (or at the ``positions`` named), in row order:
+    the upload positions first, then the call positions."""
     config = config or MatrixConfig()
-    chosen = [p for p in positions_for(config.parts) if positions is None or p.name in positions]
+    every = (*positions_for(config.parts), *call_positions())
+    chosen = [p for p in every if positions is None or p.name in positions]
     data = artifact_bytes(config.artifact_size)
     results = []
-    for kind in kinds:
-        for position in chosen:
-            cell = run_cell(endpoint_url, kind, position, config=config, data=data)
-            if on_cell is not None:
-                on_cell(cell)
-            results.append(cell)
+    for group in (False, True):
+        for kind in kinds:
+            for position in chosen:
+                if position.outlast_botocore != group or not position.takes(kind):
+                    continue
+                cell = run_cell(endpoint_url, kind, position, config=config, data=data)
+                if on_cell is not None:
+                    on_cell(cell)
+                results.append(cell)
     return results
 
 
@@ -405,7 +560,9 @@ def summary_line(results: Sequence[CellResult]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the fault-injection matrix against an embedded ECR.")
     parser.add_argument("--kinds", help=f"comma-separated fault kinds (default: all of {', '.join(FAULT_KINDS)})")
-    parser.add_argument("--positions", help="comma-separated position names (default: all five)")
+    parser.add_argument(
+        "--positions", help="comma-separated position names (default: the five upload positions and the call positions)"
+    )
     parser.add_argument(
         "--botocore-attempts",
         type=int,
@@ -426,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     with EmbeddedAws() as aws:
         config = MatrixConfig(botocore_attempts=args.botocore_attempts)
         results = run_matrix(aws.endpoint_url, kinds=kinds, positions=positions, config=config, on_cell=progress)
-    print(format_table(results))
+    calls = {p.name for p in call_positions()}
+    tables = [[r for r in results if r.position not in calls], [r for r in results if r.position in calls]]
+    print("\n\n".join(format_table(table) for table in tables if table))
     for cell in results:
         if not cell.passed:
             print(f"FAIL {cell.kind} @ {cell.position}: {cell.detail}")

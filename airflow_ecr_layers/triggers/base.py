@@ -10,8 +10,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_ecr_layers.core.ecr.retry import TRANSIENT_ERRORS
 from airflow_ecr_layers.core.errors import EcrLayersError
-from airflow_ecr_layers.core.waits.probes import ImageRef, Probe
+from airflow_ecr_layers.core.waits.probes import ImageRef, Poll, Probe
 from airflow_ecr_layers.core.waits.scan import ScanVerdictError
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 
@@ -39,6 +40,12 @@ class EcrProbeTrigger(BaseTrigger):
     the trigger itself, as the amazon provider's triggers bound their attempts: the wait
     ends even where nothing enforces the task's defer timeout (``dag.test()`` runs
     triggers inline and does not).
+
+    A check that meets throttling, a 5xx answer or a connection error (reset, timeout:
+    :data:`~airflow_ecr_layers.core.ecr.retry.TRANSIENT_ERRORS`, after botocore's own retries)
+    is made again after the hook's :class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy`
+    backoff, within the deadline: the wait then ends with a timeout event that names the last
+    failure. Without a deadline, ``max_attempts`` failures in a row end it with an error event.
 
     Subclasses build the probe (:meth:`build_probe`) and add their own arguments to
     :meth:`serialize`.
@@ -112,23 +119,47 @@ class EcrProbeTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self.hook()
+        policy = hook.retry_policy
+        failures = 0
         try:
-            async with await self.hook().get_async_conn() as client:
+            async with await hook.get_async_conn() as client:
                 while True:
-                    poll = await self.probe.check_async(client)
-                    if poll.value is not None:
-                        break
+                    try:
+                        poll = await self.probe.check_async(client)
+                    except TRANSIENT_ERRORS as exc:
+                        failures += 1
+                        if self.deadline is None and failures >= policy.max_attempts:
+                            raise
+                        poll = Poll(waiting_for=f"{self.probe.image} (the last check failed: {_named(exc)})")
+                        pause = policy.delay(failures)
+                        self.log.warning(
+                            "Check %d of %s failed (%s); retrying", failures, self.probe.image, _named(exc)
+                        )
+                    else:
+                        failures = 0
+                        if poll.value is not None:
+                            break
+                        pause = self.poll_interval
                     left = None if self.deadline is None else self.deadline - time.time()
                     if left is not None and left <= 0:
                         yield TriggerEvent(timeout_event(self.probe.image, poll.waiting_for))
                         return
-                    pause = self.poll_interval if left is None else min(self.poll_interval, left)
+                    pause = pause if left is None else min(pause, left)
                     self.log.info("Waiting for %s; next check in %.1f s", poll.waiting_for, pause)
                     await asyncio.sleep(pause)
         except EcrLayersError as exc:
             yield TriggerEvent(error_event(exc))
             return
+        except TRANSIENT_ERRORS as exc:  # a connection error, max_attempts times in a row without a deadline
+            yield TriggerEvent({"status": ERROR, "message": _named(exc)})
+            return
         yield TriggerEvent({"status": SUCCESS, "value": poll.value})
+
+
+def _named(exc: BaseException) -> str:
+    """An error's text, with its class for those (botocore's) whose text does not say what they are."""
+    return str(exc) if isinstance(exc, EcrLayersError) else f"{type(exc).__name__}: {exc}"
 
 
 def timeout_event(image: object, waiting_for: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from airflow_ecr_layers.testing.fault_matrix import (
     MatrixConfig,
     Position,
     artifact_bytes,
+    call_positions,
     check_failed_clean,
     check_pushed,
     ecr_client,
@@ -87,6 +88,47 @@ def test_fault_matrix_cell(aws: EmbeddedAws, kind: str, position: Position) -> N
     assert cell.fired == 1
     expected = "failed clean" if (kind, position.name) in MAY_FAIL_CLEAN else "pushed"
     assert cell.outcome == expected, cell.detail
+
+
+CALL_CELLS = [(kind, position) for position in call_positions() for kind in position.kinds or ()]
+
+
+@pytest.mark.parametrize(
+    "kind,position", CALL_CELLS, ids=[f"{k}-{p.name.replace(' ', '-').replace(':', '')}" for k, p in CALL_CELLS]
+)
+def test_fault_matrix_call_cell(aws: EmbeddedAws, kind: str, position: Position) -> None:
+    """Each call around the upload (and each a copy makes to read its source) gets through a fault
+    that outlasts botocore's own retries: our retries carry it, so the push (or copy) lands."""
+    cell = run_cell(aws.endpoint_url, kind, position, config=CONFIG, data=DATA)  # type: ignore[arg-type]
+    assert cell.outcome == "pushed", cell.detail
+    assert cell.fired == CONFIG.botocore_attempts
+    assert cell.calls[position.operation] > CONFIG.botocore_attempts  # and then one that got through
+
+
+def test_matrix_command_prints_the_call_cells_in_their_own_table() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_ecr_layers.testing.fault_matrix",
+            "--kinds",
+            "throttling",
+            "--positions",
+            "last part,DescribeRepositories,copy: ListImageReferrers",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
+    lines = completed.stdout.strip().splitlines()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert lines[-1] == "fault matrix: 3/3 cells passed"
+    headers = [line for line in lines if line.startswith("| fault")]
+    assert [[c.strip() for c in h.split("|")[2:-1]] for h in headers] == [
+        ["last part"],
+        ["DescribeRepositories", "copy: ListImageReferrers"],
+    ]
 
 
 OWN_RETRY_CELLS = [

@@ -19,6 +19,7 @@ from airflow_ecr_layers.core.oci.layers import LayerSpec
 from airflow_ecr_layers.core.push.artifact import push_artifact
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.sensors import EcrImageScanSensor, EcrImageSensor
+from airflow_ecr_layers.testing.fault_proxy import FaultProxy, FaultRule
 from airflow_ecr_layers.triggers import EcrImageScanTrigger, EcrImageTrigger
 from airflow_ecr_layers.triggers.base import EcrProbeTrigger
 
@@ -535,3 +536,99 @@ def test_deferring_puts_the_sensor_timeout_into_the_trigger(repo: str) -> None:
     trigger = deferred.value.trigger  # type: ignore[attr-defined]
     assert abs(trigger.deadline - (time.time() + 90)) < 5
     assert trigger.serialize()[1]["deadline"] == trigger.deadline
+
+
+# -- deferred waits ride out throttling and broken connections ---------------------------------
+
+
+@pytest.fixture
+def faulty_conn(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FaultProxy]]:
+    """``faulty_conn(*rules)``: the connection ``aws_faults`` reaches the embedded ECR through a
+    fault proxy with those rules."""
+    proxies: list[FaultProxy] = []
+
+    def make(*rules: FaultRule) -> FaultProxy:
+        proxy = FaultProxy(aws.endpoint_url, list(rules)).start()
+        proxies.append(proxy)
+        conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": proxy.endpoint_url, "region_name": aws.region},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_FAULTS", json.dumps(conn))
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+NO_BOTOCORE_RETRIES = {"retries": {"mode": "standard", "total_max_attempts": 1}, "read_timeout": 1}
+"""Each fault reaches the trigger itself: botocore does not retry it first."""
+
+
+def faulty_trigger(cls: type[EcrProbeTrigger], repo: str, deadline: float | None, **kwargs: Any) -> EcrProbeTrigger:
+    return cls(
+        repository_name=repo,
+        image_tag="v1",
+        poll_interval=0.05,
+        aws_conn_id="aws_faults",
+        botocore_config=NO_BOTOCORE_RETRIES,
+        deadline=deadline,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("kind", ["throttling", "http_503", "reset_before_body", "delay"])
+def test_a_deferred_image_wait_rides_out_throttling_and_broken_connections(
+    repo: str, push: Any, faulty_conn: Callable[..., FaultProxy], kind: str
+) -> None:
+    pushed = push()
+    proxy = faulty_conn(FaultRule("DescribeImages", 1, kind, times=2, delay_seconds=1.5))  # type: ignore[arg-type]
+    event = first_event(faulty_trigger(EcrImageTrigger, repo, time.time() + 120), timeout=60)
+    assert event["status"] == "success", event
+    assert event["value"]["image_digest"] == pushed["image_digest"]
+    assert len(proxy.fired) == 2 and proxy.calls("DescribeImages") == 3
+
+
+def test_a_deferred_scan_wait_rides_out_a_throttled_start(
+    repo: str, push: Any, ecr: Any, faulty_conn: Callable[..., FaultProxy]
+) -> None:
+    push()
+    proxy = faulty_conn(FaultRule("StartImageScan", 1, "throttling"))
+    trigger = faulty_trigger(EcrImageScanTrigger, repo, time.time() + 120, start_scan=True)
+    event = first_event(trigger, timeout=60)
+    assert event["status"] == "success", event
+    assert proxy.calls("StartImageScan") == 2
+
+
+def test_a_deferred_wait_that_stays_throttled_ends_at_its_deadline_saying_why(
+    repo: str, push: Any, faulty_conn: Callable[..., FaultProxy]
+) -> None:
+    push()
+    faulty_conn(FaultRule("DescribeImages", 1, "throttling", times=None))
+    event = first_event(faulty_trigger(EcrImageTrigger, repo, time.time() + 1.0), timeout=60)
+    assert event["status"] == "timeout", event
+    assert "timeout passed" in event["message"] and "ThrottlingException" in event["message"]
+
+
+def test_a_deferred_wait_still_ends_at_once_on_what_retrying_cannot_change(
+    clean_aws: Any, faulty_conn: Callable[..., FaultProxy]
+) -> None:
+    proxy = faulty_conn()
+    event = first_event(faulty_trigger(EcrImageTrigger, "no/such-repo", time.time() + 120), timeout=60)
+    assert event["status"] == "error" and "RepositoryNotFoundException" in event["message"]
+    assert proxy.calls("DescribeImages") == 1
+
+
+def test_a_deferred_wait_without_a_deadline_gives_up_after_max_attempts_failures_in_a_row(
+    repo: str, faulty_conn: Callable[..., FaultProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_ecr_layers.core.ecr.retry import RetryPolicy
+
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.01)
+    proxy = faulty_conn(FaultRule("DescribeImages", 1, "reset_before_body", times=None))
+    event = first_event(faulty_trigger(EcrImageTrigger, repo, None), timeout=60)
+    assert event["status"] == "error" and "ConnectionClosedError" in event["message"], event
+    assert proxy.calls("DescribeImages") == RetryPolicy().max_attempts

@@ -3,7 +3,10 @@
 :class:`EcrCalls` wraps one boto3/botocore ECR client: the Airflow hook builds it on
 its connection's client, :func:`~airflow_ecr_layers.core.engine.client.build_engine` on a
 plain boto3 client (CLI, benchmarks). Service errors come out as the project's own
-exceptions (:mod:`~airflow_ecr_layers.core.errors`), carrying the service's words.
+exceptions (:mod:`~airflow_ecr_layers.core.errors`), carrying the service's words. Every
+call is retried under the :class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy` on
+throttling, 5xx answers and connection errors (quotas and other refusals are not), unless
+its caller retries it within a budget of its own (one blob's, in the engine).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from airflow_ecr_layers.core.ecr.retry import RetryBudget, RetryPolicy
 from airflow_ecr_layers.core.errors import (
     CredentialsExpiredError,
     EcrServiceError,
@@ -98,6 +102,11 @@ def _drop_none(**params: Any) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def api_name(operation: str) -> str:
+    """The API's name of a botocore method: ``batch_get_image`` -> ``BatchGetImage``."""
+    return "".join(word.capitalize() for word in operation.split("_"))
+
+
 def translate_client_error(
     exc: ClientError, operation: str, repository_name: str | None, registry_id: str | None
 ) -> EcrServiceError:
@@ -130,11 +139,15 @@ class EcrCalls:
         call answers that its credentials expired (``ExpiredTokenException``), the client is
         replaced with a fresh one and the call is made again, once; a long upload then
         continues from the part it was sending. Without it, the error is raised.
+    :param retry_policy: our retries of each call (on top of botocore's); ``RetryPolicy()`` if unset.
     """
 
-    def __init__(self, client: Any, *, refresh: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, client: Any, *, refresh: Callable[[], Any] | None = None, retry_policy: RetryPolicy | None = None
+    ) -> None:
         self.client = client
         self._refresh = refresh
+        self.retry_policy = retry_policy or RetryPolicy()
         self._lock = threading.Lock()
         self.refreshes = 0
         """Clients replaced after expired credentials."""
@@ -145,7 +158,16 @@ class EcrCalls:
         return str(getattr(getattr(self.client, "meta", None), "region_name", None) or "")
 
     def _invoke(self, operation: str, repository_name: str, registry_id: str | None, **params: Any) -> dict[str, Any]:
-        """Call ``operation`` with ``params``, translating service errors."""
+        """Call ``operation`` with ``params``, translating service errors; transient failures are
+        retried under :attr:`retry_policy` (by the caller's budget instead, when it has one)."""
+        return RetryBudget(self.retry_policy).call(
+            api_name(operation), lambda: self._invoke_once(operation, repository_name, registry_id, **params)
+        )
+
+    def _invoke_once(
+        self, operation: str, repository_name: str, registry_id: str | None, **params: Any
+    ) -> dict[str, Any]:
+        """One try of ``operation`` (made again once with fresh credentials when they expired)."""
         for attempt in (1, 2):
             client = self.client
             try:

@@ -1,11 +1,20 @@
-"""Bounded retry with exponential backoff and full jitter, for transient ECR failures."""
+"""Bounded retry with exponential backoff and full jitter, for transient ECR failures.
+
+:class:`RetryBudget` is the one retry loop: :class:`~airflow_ecr_layers.core.ecr.calls.EcrCalls`
+runs every ECR call through one, and the engine wraps the calls of one blob (its parts, its
+completion, a restart) in the blob's own, so that the policy's bounds hold per blob. Budgets
+nest without multiplying: a call made inside another budget's :meth:`RetryBudget.call` is
+retried by that outer budget only.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -13,6 +22,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 
 from airflow_ecr_layers.core.errors import (
+    EcrLayersError,
     InvalidInputError,
     ServiceUnavailableError,
     ThrottledError,
@@ -45,8 +55,33 @@ class RetryPolicy:
     max_restarts: int = 2
     """Fresh uploads after UploadNotFoundException (expired upload id)."""
 
+    def __post_init__(self) -> None:
+        """Refuse values no retry could use, naming the field: when the policy is made, not at the first retry."""
+        _whole(self.max_attempts, "max_attempts", least=1)
+        _seconds(self.base_delay, "base_delay")
+        _seconds(self.max_delay, "max_delay")
+        if self.max_delay < self.base_delay:
+            raise InvalidInputError(
+                f"RetryPolicy.max_delay must be at least base_delay ({self.base_delay!r}), got {self.max_delay!r}"
+            )
+        _seconds(self.max_total_seconds, "max_total_seconds", infinite=True)
+        _whole(self.max_restarts, "max_restarts", least=0)
+
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def _whole(value: object, name: str, *, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidInputError(f"RetryPolicy.{name} must be a whole number of at least {least}, got {value!r}")
+
+
+def _seconds(value: object, name: str, *, infinite: bool = False) -> None:
+    """A number of seconds: not negative, not NaN; infinite only where ``infinite`` (no bound)."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or math.isnan(number) or number < 0 or (math.isinf(number) and not infinite):
+        bound = " (math.inf for no bound)" if infinite else ""
+        raise InvalidInputError(f"RetryPolicy.{name} must be a number of seconds of at least 0{bound}, got {value!r}")
 
 
 def retry_policy_from(value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy | None:
@@ -63,26 +98,46 @@ def retry_policy_from(value: RetryPolicy | Mapping[str, Any] | None) -> RetryPol
     return RetryPolicy(**value)
 
 
-class RetryBudget:
-    """Tracks the time spent waiting under one policy."""
+_retrying: ContextVar[bool] = ContextVar("airflow_ecr_layers_retrying", default=False)
+"""Whether a :meth:`RetryBudget.call` is running in this thread (or task): it owns the retries."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+
+class RetryBudget:
+    """Tracks the time spent waiting under one policy.
+
+    :param gives_up: the error raised once the attempts or the time are spent (its ``__cause__``
+        is the last failure).
+    """
+
+    def __init__(self, policy: RetryPolicy, *, gives_up: type[EcrLayersError] = UploadAbortedError) -> None:
         self.policy = policy
+        self.gives_up = gives_up
         self.waited = 0.0
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        attempt = 1
-        while True:
-            try:
-                return fn()
-            except TRANSIENT_ERRORS as exc:
-                self.backoff(what, attempt, exc)
-                attempt += 1
+        """``fn()``, again after each transient failure (:data:`TRANSIENT_ERRORS`) while the budget lasts.
+
+        Inside another budget's ``call`` (same thread or task), ``fn`` runs once: its failure goes
+        to the outer loop, which retries and counts it. One policy, one count of attempts.
+        """
+        if _retrying.get():
+            return fn()
+        token = _retrying.set(True)
+        try:
+            attempt = 1
+            while True:
+                try:
+                    return fn()
+                except TRANSIENT_ERRORS as exc:
+                    self.backoff(what, attempt, exc)
+                    attempt += 1
+        finally:
+            _retrying.reset(token)
 
     def backoff(self, what: str, attempt: int, exc: BaseException) -> None:
         """Sleep before attempt ``attempt + 1``, or raise when the budget is spent."""
         if attempt >= self.policy.max_attempts or self.waited >= self.policy.max_total_seconds:
-            raise UploadAbortedError(
+            raise self.gives_up(
                 f"{what} failed after {attempt} attempts ({self.waited:.1f}s of retry waits): {exc}"
             ) from exc
         pause = self.policy.delay(attempt)

@@ -188,7 +188,10 @@ class BlobAttempt:
                 f"count; max_restarts={self.policy.max_restarts}); giving up: {exc}"
             ) from exc
         old = self.session
-        self.session = self.calls.initiate_layer_upload(old.repository_name, old.registry_id or None)
+        self.session = self.budget.call(
+            f"InitiateLayerUpload for {self.name}",
+            lambda: self.calls.initiate_layer_upload(old.repository_name, old.registry_id or None),
+        )
         self.cursor = Cursor()
         log.warning(
             "Upload %s expired or vanished %s (%s); restarting from byte 0 as upload %s (restart %d/%d)",

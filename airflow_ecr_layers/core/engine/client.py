@@ -34,4 +34,5 @@ def build_engine(
         return new
 
     fresh = (lambda: prepared(refresh())) if refresh is not None else None
-    return EcrTransfer(EcrCalls(prepared(client), refresh=fresh), retry_policy=retry_policy, read_depth=read_depth)
+    calls = EcrCalls(prepared(client), refresh=fresh, retry_policy=retry_policy)
+    return EcrTransfer(calls, retry_policy=retry_policy, read_depth=read_depth)

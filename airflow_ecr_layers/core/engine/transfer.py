@@ -44,7 +44,8 @@ class EcrTransfer:
     """Upload loops with retry, resume and digest verification, over the ECR calls.
 
     :param calls: the ECR API on one client.
-    :param retry_policy: our retries on top of botocore's; its limits hold per blob.
+    :param retry_policy: our retries on top of botocore's; its limits hold per blob (the
+        calls' own policy if unset).
     :param read_depth: parts alive at once per layer (the one being sent included).
     :param progress: hears of each blob's bytes as ECR confirms them (the CLI's progress bars).
     """
@@ -60,7 +61,7 @@ class EcrTransfer:
         if read_depth < 1:
             raise ValueError(f"read_depth must be at least 1, got {read_depth}")
         self.calls = calls
-        self.retry_policy = retry_policy or RetryPolicy()
+        self.retry_policy = retry_policy or calls.retry_policy
         self.read_depth = read_depth
         self.progress = progress
 
@@ -182,8 +183,13 @@ class EcrTransfer:
             log.info("Layer %s was already in %s", digest, session.repository_name)
             return True
         except UploadNotFoundError:
-            # A completion whose answer was lost looks like this on the retry.
-            if self.is_available(session.repository_name, digest, size, session.registry_id or None):
+            # A completion whose answer was lost looks like this on the retry: is the layer there?
+            # (Its transient failures are waited on within the blob's budget too.)
+            held = budget.call(
+                f"BatchCheckLayerAvailability of {digest}",
+                lambda: self.is_available(session.repository_name, digest, size, session.registry_id or None),
+            )
+            if held:
                 log.info("Upload %s is gone but %s is in the repository: completed", session.upload_id, digest)
                 return False
             raise

@@ -9,9 +9,18 @@ reader's buffers whatever the layer's size.
 
 The download URL (GetDownloadUrlForLayer) is asked for once per layer and shared by its
 handles. It is presigned, so it expires: a ``403`` asks ECR for a fresh one and tries
-again. A body that breaks off mid-stream is asked for again from the first byte not
-received, at most :data:`BODY_RETRIES` times. The URL never reaches a log line or an
-error message (its query string is a credential): only the layer's name does.
+again, at most :data:`URL_REFRESHES` times. A body that breaks off mid-stream is asked
+for again from the first byte not received; a connection that fails (refused, reset,
+timed out) and a 5xx answer (S3's ``InternalError``, ``SlowDown``) are tried again the
+same way. Those tries follow the ECR calls'
+:class:`~airflow_ecr_layers.core.ecr.retry.RetryPolicy`: its ``max_attempts`` per read
+(one buffer), its backoff between them, its ``max_total_seconds`` of waiting; then
+:class:`~airflow_ecr_layers.core.errors.TransferError`.
+
+The URL's query string is a credential (a presigned URL's signature and token): it never
+reaches a log line or an error message. Only the layer's name and the URL without its
+query (:func:`redacted`) do; the text of an HTTP client's exception, which can quote the
+URL, goes through :func:`redact_text` and is never chained to the errors raised here.
 
 Nothing here verifies the bytes: whoever reads them hashes them (the part reader, the
 pull's writer) and compares with the layer's digest before anything is completed.
@@ -20,31 +29,32 @@ pull's writer) and compares with the layer's digest before anything is completed
 from __future__ import annotations
 
 import logging
+import re
 import threading
-import time
 import urllib.request
 from typing import BinaryIO
 
 import urllib3
 
 from airflow_ecr_layers.core.ecr.calls import EcrCalls
+from airflow_ecr_layers.core.ecr.retry import RetryBudget
 from airflow_ecr_layers.core.errors import TransferError
 from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.sources.ranged import RangedReader
 
 log = logging.getLogger("airflow_ecr_layers")
 
-BODY_RETRIES = 5
-"""Broken bodies tolerated per read, each resumed from the first byte not received."""
 URL_REFRESHES = 3
 """Fresh download URLs asked for per read after a 403 (an expired presigned URL)."""
 CHUNK = MiB
 """Bytes taken from a response body at a time."""
-_TIMEOUT = urllib3.Timeout(connect=10.0, read=60.0)
+TIMEOUT = urllib3.Timeout(connect=10.0, read=60.0)
+"""How long a GET waits to connect, and then for each read of its body."""
+_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3)
+"""urllib3 follows redirects but retries nothing itself: every retry is the policy's (and its
+own retries would log the URL in their warnings)."""
 _BROKEN = (
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.ReadTimeoutError,
-    urllib3.exceptions.IncompleteRead,
+    urllib3.exceptions.HTTPError,
     ConnectionError,
     TimeoutError,
 )
@@ -67,6 +77,24 @@ def http_pool() -> urllib3.PoolManager:
 def redacted(url: str) -> str:
     """A URL without its query string (a presigned URL's signature and token live there)."""
     return url.split("?", 1)[0]
+
+
+_QUERY = re.compile(r"\?[^\s'\"<>]*=[^\s'\"<>]*")
+_AMZ = re.compile(r"X-Amz-[A-Za-z-]+=[^\s&'\"<>]*|Signature=[^\s&'\"<>]*", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL query string (``?a=b...``) cut, and any ``X-Amz-*=``/``Signature=``
+    parameter left elsewhere: an HTTP client's error messages quote the URL they failed on."""
+    return _AMZ.sub("<redacted>", _QUERY.sub("?<redacted>", text))
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, from an HTTP client's exception, without the URL's query."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and isinstance(reason, BaseException):
+        exc = reason  # "Max retries exceeded with url: <the URL> (Caused by <what happened>)"
+    return redact_text(f"{type(exc).__name__}: {exc}")
 
 
 class LayerDownload:
@@ -112,6 +140,19 @@ class LayerDownload:
         return _RangeReader(self, offset, self._http or http_pool())  # type: ignore[return-value]
 
 
+class BrokenDownload(Exception):
+    """A GET that did not deliver its range (a failed connection, a broken body, a 5xx answer);
+    ``received`` bytes of it were written. Its text carries no URL query."""
+
+    def __init__(self, message: str, received: int = 0) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+class _Expired(Exception):
+    """The URL was refused (403): presigned URLs expire."""
+
+
 class _RangeReader(RangedReader):
     """Ranged GETs of a layer, each written straight into the caller's buffer."""
 
@@ -124,8 +165,13 @@ class _RangeReader(RangedReader):
         self._fill(view, first)
 
     def _fill(self, view: memoryview, first: int) -> None:
-        got = broken = refreshed = 0
+        """Fill ``view`` from byte ``first``: each failure resumes from the first byte not received,
+        within the retry policy (attempts per read, backoff, time); a 403 asks for a fresh URL."""
+        last = first + len(view) - 1
+        budget = RetryBudget(self._layer.calls.retry_policy, gives_up=TransferError)
+        got = refreshed = attempt = 0
         while got < len(view):
+            attempt += 1
             try:
                 got += self._get(view[got:], first + got)
             except _Expired:
@@ -137,26 +183,20 @@ class _RangeReader(RangedReader):
                     ) from None
                 log.info("%s: the download URL expired or was refused; asking ECR for a fresh one", self._layer.name)
                 self._layer.url(fresh=True)
-            except _BrokenBody as exc:
+            except BrokenDownload as exc:
                 got += exc.received
-                broken += 1
-                if broken > BODY_RETRIES:
-                    raise TransferError(
-                        f"{self._layer.name}: reading bytes {first}-{first + len(view) - 1} broke off {broken} "
-                        f"times (last at byte {first + got}): {exc.__cause__}"
-                    ) from exc.__cause__
-                log.warning(
-                    "%s: the body broke off at byte %d (%s); resuming from there",
-                    self._layer.name,
-                    first + got,
-                    exc.__cause__,
+                budget.backoff(
+                    f"{self._layer.name}: reading bytes {first}-{last} (at byte {first + got})", attempt, exc
                 )
-                time.sleep(min(0.1 * 2**broken, 5.0))
 
     def _get(self, view: memoryview, first: int) -> int:
-        """One ranged GET into ``view``: ``len(view)``, or :class:`_BrokenBody` with the count written."""
+        """One ranged GET into ``view``: ``len(view)``, or :class:`BrokenDownload` with the count written.
+
+        Errors are raised outside the handlers of the HTTP client's exceptions, so none of those
+        (whose text quotes the URL) is chained to them."""
         url = self._layer.url()
         last = first + len(view) - 1
+        failure: str | None = None
         try:
             response = self._http.request(
                 "GET",
@@ -164,42 +204,40 @@ class _RangeReader(RangedReader):
                 headers={"Range": f"bytes={first}-{last}"},
                 preload_content=False,
                 decode_content=False,
-                retries=urllib3.Retry(total=3, read=0, redirect=3, backoff_factor=0.2),
-                timeout=_TIMEOUT,
+                retries=_RETRIES,
+                timeout=TIMEOUT,
             )
-        except urllib3.exceptions.HTTPError as exc:
-            raise _BrokenBody(0) from exc
+        except _BROKEN as exc:
+            failure = f"no answer ({describe(exc)})"
+        if failure is not None:
+            raise BrokenDownload(failure)
         got = 0
         try:
             if response.status == 403:
                 raise _Expired
-            if response.status != 206 and not (response.status == 200 and first == 0 and len(view) == self._layer.size):
+            if response.status >= 500:  # S3's InternalError, SlowDown: transient, as ECR's own 5xx
+                failure = f"HTTP {response.status} for bytes {first}-{last}"
+            elif response.status != 206 and not (
+                response.status == 200 and first == 0 and len(view) == self._layer.size
+            ):
                 raise TransferError(
                     f"{self._layer.name}: the download answered HTTP {response.status} for bytes {first}-{last} "
                     f"(at {redacted(url)})"
                 )
-            while got < len(view):
-                chunk = response.read(min(CHUNK, len(view) - got), decode_content=False)
-                if not chunk:
-                    raise urllib3.exceptions.IncompleteRead(got, len(view) - got)
-                view[got : got + len(chunk)] = chunk
-                got += len(chunk)
-        except _BROKEN as exc:
-            raise _BrokenBody(got) from exc
+            else:
+                try:
+                    while got < len(view):
+                        chunk = response.read(min(CHUNK, len(view) - got), decode_content=False)
+                        if not chunk:
+                            raise urllib3.exceptions.IncompleteRead(got, len(view) - got)
+                        view[got : got + len(chunk)] = chunk
+                        got += len(chunk)
+                except _BROKEN as exc:
+                    failure = f"the body broke off after {got} bytes ({describe(exc)})"
         finally:
             if got != len(view):
                 response.close()  # a connection with unread bytes on it is not reused
             response.release_conn()
+        if failure is not None:
+            raise BrokenDownload(failure, got)
         return got
-
-
-class _Expired(Exception):
-    """The URL was refused (403): presigned URLs expire."""
-
-
-class _BrokenBody(Exception):
-    """A GET's body ended early; ``received`` bytes of it were written."""
-
-    def __init__(self, received: int) -> None:
-        super().__init__(received)
-        self.received = received
