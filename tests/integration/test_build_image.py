@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr_layers.core.build.image import build_image, files_of
+from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build
+from airflow_ecr_layers.core.engine.resume import MemoryResumeStore, ResumePoint
 from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError
+from airflow_ecr_layers.core.sources.identity import Target
 from airflow_ecr_layers.storage import ObjectStorageSource, PlainStorage, open_sources
 from helpers import MiB, pattern_bytes, sha256
 
@@ -207,3 +209,30 @@ def test_a_local_file_rewritten_while_it_is_read_fails_the_build_with_nothing_ta
         build_image(hook.engine, repo, files_of(sources), tags=["v1"])
     assert stats.repository(repo).put_image_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+
+def test_a_tar_layer_left_half_uploaded_is_continued_by_the_next_build(
+    hook: Any, repo: str, stats: Any, tmp_path: Path
+) -> None:
+    """A killed build's upload is picked up where ECR stopped: the layer's identity (its files'
+    identities summed up) keys the resume record; the record never goes into the image."""
+    part = 5 * MiB
+    url = write_folder(tmp_path, {"model.bin": pattern_bytes(12 * MiB, seed=4), "small.txt": b"s"})
+    files = files_of(open_sources(url, PlainStorage(), allow_empty=True))
+    (layer,) = [layer for layer in plan_build(files, big_file_size=MiB).layers if layer.files == 1 and layer.size > MiB]
+    identity = layer.identity()
+    assert identity is not None
+    session = hook.calls.initiate_layer_upload(repo)
+    with layer.open_at(0, part) as handle:
+        hook.calls.upload_layer_part(session, 0, handle.read(part))
+    store = MemoryResumeStore()
+    registry_id = hook.calls.repository_registry_id(repo)
+    resume = ResumePoint.of(store, identity, None, Target(registry_id, hook.calls.region, repo), 0, layer.size)
+    assert resume is not None
+    resume.save(resume.record(registry_id, repo, session.upload_id, part, layer.size, part), force=True)
+    stats.reset()
+    result = build_image(hook.engine, repo, files, tags=["v1"], big_file_size=MiB, part_size=part, resume=store)
+    big = next(built for built in result.layers if built.size == layer.size)
+    assert big.bytes_sent == layer.size - part and big.bytes_read == layer.size
+    assert store.records == {}
+    assert "tar-layer" not in json.dumps(stored_image(hook.calls.client, repo, "v1")[0])

@@ -302,7 +302,7 @@ def build_image(
     pushed = push_layers(
         engine,
         repository_name,
-        [LayerSpec(layer, OCI_LAYER_TAR) for layer in plan.layers],
+        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],  # for resume only
         registry_id=registry_id,
         part_size=part_size,
         max_concurrency=max_concurrency,

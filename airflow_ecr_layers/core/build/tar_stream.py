@@ -18,7 +18,8 @@ bytes), a slice of the file's own source, zero padding to the next 512-byte bloc
 is known from the entries' sizes alone, and :meth:`TarLayer.open_at` starts anywhere (the
 engine seeks back for a resume, and to byte 0 for a restart): memory stays one header and
 the caller's buffer, whatever the files weigh. ``check_unchanged`` asks every file's source
-whether it changed while it was read.
+whether it changed while it was read; ``identity`` sums up the files' identities, so a
+resume record can tell the same layer on a later try (it never goes into the image).
 
 The headers are written here, field by field, rather than by :mod:`tarfile`, whose output
 has changed between Python versions (device fields of regular files): a layer's bytes must
@@ -28,7 +29,9 @@ depend on the files only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import posixpath
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -37,6 +40,7 @@ from typing import Any, BinaryIO
 
 from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError
 from airflow_ecr_layers.core.sources.blobs import BlobSource, check_unchanged
+from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
 BLOCK = 512
 END_OF_ARCHIVE = 2 * BLOCK
@@ -274,6 +278,7 @@ class TarLayer:
         self._size = position + END_OF_ARCHIVE
         self.files = len(by_path)
         """How many files (not folders) the layer holds."""
+        self._identity: object = _UNKNOWN
 
     @property
     def name(self) -> str:
@@ -309,6 +314,25 @@ class TarLayer:
         found.append((self._size - END_OF_ARCHIVE, self._size, "end"))
         return found
 
+    def identity(self) -> SourceIdentity | None:
+        """What tells these bytes from others without reading them, for a resume record: a
+        digest of the mtime and every entry's name, mode, size and source identity. None when a
+        file's source has no identity. Never written into an image."""
+        if self._identity is _UNKNOWN:
+            entries: list[Any] = []
+            for entry in self._entries:
+                known = None
+                if entry.source is not None:
+                    known = _identity_of(entry.source)
+                    if known is None:
+                        self._identity = None
+                        return None
+                entries.append([entry.name, entry.mode, entry.size, known.fields() if known else None])
+            canonical = json.dumps({"v": 1, "mtime": self.mtime, "entries": entries}, separators=(",", ":"))
+            digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+            self._identity = SourceIdentity(f"tar-layer:sha256:{digest}", self._size)
+        return self._identity  # type: ignore[return-value]
+
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         handle = _TarReader(self, block_size)
         handle.seek(offset)
@@ -323,6 +347,15 @@ class TarLayer:
     def _locate(self, position: int) -> int:
         """The index of the entry holding byte ``position`` (``len(entries)`` for the end blocks)."""
         return bisect_right(self._starts, position) - 1 if position < self._size - END_OF_ARCHIVE else len(self._starts)
+
+
+_UNKNOWN = object()
+
+
+def _identity_of(source: BlobSource) -> SourceIdentity | None:
+    get = getattr(source, "identity", None)
+    found = get() if get is not None else None
+    return found if isinstance(found, SourceIdentity) else None
 
 
 class _TarReader(io.RawIOBase):

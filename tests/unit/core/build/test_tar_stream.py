@@ -28,6 +28,7 @@ from airflow_ecr_layers.core.build.tar_stream import (
 from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError
 from airflow_ecr_layers.core.limits import MiB
 from airflow_ecr_layers.core.sources.blobs import BytesSource
+from airflow_ecr_layers.core.sources.identity import SourceIdentity
 from helpers import pattern_bytes
 
 LONG = "deep/" * 30 + "name-" * 30 + ".bin"
@@ -379,3 +380,34 @@ class Checked:
         self.checks += 1
         if self.changed:
             raise SourceChangedError(f"{self.name} changed while it was read")
+
+
+def test_the_layer_identity_sums_up_its_files_identities_for_resume_records() -> None:
+    def layer(etag: str = "e1", mtime: int = 0, executable: bool = False) -> TarLayer:
+        return TarLayer(
+            [
+                LayerFile("/a", WithIdentity(3, "s3://b/a", etag), executable),
+                LayerFile("/d/b", WithIdentity(0, "s3://b/d/b", "e2")),
+            ],
+            mtime=mtime,
+        )
+
+    first = layer().identity()
+    assert first is not None and first.url.startswith("tar-layer:sha256:") and first.size == layer().size
+    assert layer().identity() == first
+    assert len({first, layer(etag="e9").identity(), layer(mtime=1).identity(), layer(executable=True).identity()}) == 4
+    assert TarLayer([LayerFile("/a", BytesSource(b"no identity"))]).identity() is None
+
+
+@dataclass
+class WithIdentity:
+    size: int
+    url: str
+    etag: str
+    name: str = "with identity"
+
+    def identity(self) -> SourceIdentity:
+        return SourceIdentity(self.url, self.size, etag=self.etag)
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        return io.BytesIO(bytes(self.size)[offset:])
