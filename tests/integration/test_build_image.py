@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr_layers.cli import main
 from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build
 from airflow_ecr_layers.core.engine.resume import MemoryResumeStore, ResumePoint
 from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError
 from airflow_ecr_layers.core.sources.identity import Target
+from airflow_ecr_layers.operators import BuildImageOperator
 from airflow_ecr_layers.storage import ObjectStorageSource, PlainStorage, open_sources
 from helpers import MiB, pattern_bytes, sha256
 
@@ -236,3 +238,68 @@ def test_a_tar_layer_left_half_uploaded_is_continued_by_the_next_build(
     assert big.bytes_sent == layer.size - part and big.bytes_read == layer.size
     assert store.records == {}
     assert "tar-layer" not in json.dumps(stored_image(hook.calls.client, repo, "v1")[0])
+
+
+# --- the faces: the operator and the command ---------------------------------------------
+
+
+def test_the_operator_builds_from_a_prefix_and_marks_executables(repo: str, s3: Any, bucket: str, ecr: Any) -> None:
+    files = {
+        "bin/serve": b"#!/bin/sh\nexec sleep 1\n",
+        "config.json": b"{}",
+        "empty.txt": b"",
+        "big.bin": bytes(70_000),
+    }
+    url = put_prefix(s3, bucket, "app", files)
+    result = BuildImageOperator(
+        task_id="build",
+        source=url,
+        repository_name=repo,
+        tags=["v1"],
+        path="/opt/app",
+        platform="linux/arm64/v8",
+        executable=["bin/*"],
+        labels={"team": "ml"},
+        big_file_size=65_536,
+    ).execute({})
+    json.dumps(result)  # JSON-safe, for XCom
+    assert result["tags"] == ["v1"] and result["platform"] == "linux/arm64/v8" and result["path"] == "/opt/app"
+    assert result["totals"]["files"] == 4 and result["totals"]["layers"] == 2  # big.bin alone
+    manifest, digest = stored_image(ecr, repo, "v1")
+    assert digest == result["image_digest"] and len(manifest["layers"]) == 2
+    config = json.loads(blob(ecr, repo, manifest["config"]["digest"]))
+    assert (config["architecture"], config["variant"], config["config"]) == ("arm64", "v8", {"Labels": {"team": "ml"}})
+    modes = {}
+    for layer in manifest["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(blob(ecr, repo, layer["digest"]))) as tar:
+            modes |= {m.name: m.mode for m in tar if m.isreg()}
+    assert modes == {
+        "opt/app/bin/serve": 0o755,
+        "opt/app/config.json": 0o644,
+        "opt/app/empty.txt": 0o644,
+        "opt/app/big.bin": 0o644,
+    }
+
+
+def test_the_cli_builds_a_local_folder_on_the_plain_aws_chain(
+    capsys: Any, repo: str, ecr: Any, aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in aws.env().items():
+        monkeypatch.setenv(key, value)
+    url = write_folder(tmp_path, {"a.txt": b"a", "sub/b.txt": b"b", "sub/empty": b""})
+    code = main(["build", url, f"{repo}:cli", "--path", "/data", "--annotation", "k=v", "--tag", "also"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["tags"] == ["cli", "also"] and result["totals"]["files"] == 3
+    unpacked, _ = files_in_image(ecr, repo, "cli")
+    assert unpacked == {"data/a.txt": b"a", "data/sub/b.txt": b"b", "data/sub/empty": b""}
+
+
+def test_the_operator_refuses_before_it_creates_the_repository(s3: Any, bucket: str, ecr: Any) -> None:
+    url = put_prefix(s3, bucket, "data", {"a.txt": b"a"})
+    with pytest.raises(InvalidInputError, match="not absolute"):
+        BuildImageOperator(
+            task_id="build", source=url, repository_name="build/new", path="models", create_repository=True
+        ).execute({})
+    assert ecr.describe_repositories()["repositories"] == []
