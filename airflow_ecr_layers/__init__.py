@@ -62,6 +62,7 @@ def get_provider_info() -> dict[str, object]:
                     "airflow_ecr_layers.operators.lifecycle",
                     "airflow_ecr_layers.operators.push",
                     "airflow_ecr_layers.operators.image_archive",
+                    "airflow_ecr_layers.operators.build",
                     "airflow_ecr_layers.operators.pull",
                     "airflow_ecr_layers.operators.copy",
                     "airflow_ecr_layers.operators.repository",

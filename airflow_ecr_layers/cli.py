@@ -3,12 +3,15 @@
     airflow-ecr-layers push SOURCE... REPOSITORY[:TAG] [--tag T] [--artifact-type T] [--annotation k=v]
         [--chunk-size BYTES] [--hash-first] [--no-reuse] [--reuse-from TAG|DIGEST] [--verify-reuse]
         [--record-source]
-
-A SOURCE is a URL, a prefix ending in ``/`` (every object under it) or a glob (``*``, ``**``).
+    airflow-ecr-layers build SOURCE... REPOSITORY[:TAG] [--path /models] [--tag T] [--platform OS/ARCH]
+        [--annotation k=v] [--label k=v] [--executable GLOB]
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
     airflow-ecr-layers pull REPOSITORY[:TAG|@DIGEST] DEST_URL [--include GLOB]
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
     airflow-ecr-layers plan SOURCE [--part-size N]
+
+A SOURCE of push or build is a URL, a prefix ending in ``/`` (every object under it) or a glob
+(``*``, ``**``).
 
 Credentials: ``--conn-id`` uses an Airflow connection (for ECR and for the sources); without
 it, the plain AWS environment and credentials chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``,
@@ -189,6 +192,31 @@ def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None)
     ).as_dict()
 
 
+def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
+    from airflow_ecr_layers.core.build.image import build_image, files_of
+    from airflow_ecr_layers.storage import open_sources
+
+    *urls, reference = args.items
+    if not urls:
+        raise InvalidInputError("build needs at least one SOURCE before REPOSITORY[:TAG]")
+    repository, tags = split_reference(reference)
+    files = files_of(open_sources(urls, storage_of(args), allow_empty=True), args.executable)
+    return build_image(
+        make_engine(args, progress=progress),
+        repository,
+        files,
+        path=args.path,
+        tags=tags + args.tag,
+        platform=args.platform,
+        annotations=parse_annotations(args.annotation),
+        labels=parse_annotations(args.label),
+        registry_id=args.registry_id,
+        part_size=args.part_size,
+        max_concurrency=args.max_concurrency,
+        resume=resume_store(args),
+    ).as_dict()
+
+
 def cmd_push_archive(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
     from airflow_ecr_layers.core.archives.load import load_image
     from airflow_ecr_layers.core.push.image import push_image
@@ -281,6 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push.set_defaults(run=cmd_push)
     progress_option(push)
+
+    build = sub.add_parser("build", parents=[common], help="build a data-only image of files (tar layers)")
+    build.add_argument("items", nargs="+", metavar="SOURCE... REPOSITORY[:TAG]")
+    build.add_argument("--path", default="/", help="the folder in the image the files land under (default /)")
+    build.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
+    build.add_argument("--platform", default="linux/amd64", help="OS/ARCH[/VARIANT] (default linux/amd64)")
+    build.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="manifest annotation")
+    build.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="image config label")
+    build.add_argument(
+        "--executable", action="append", default=[], metavar="GLOB", help="file names written with mode 0755"
+    )
+    build.add_argument("--registry-id", help="12-digit account id of the registry")
+    build.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    build.set_defaults(run=cmd_build)
+    progress_option(build)
 
     archive = sub.add_parser("push-archive", parents=[common], help="push a docker-save tarball or OCI layout")
     archive.add_argument("source", metavar="SOURCE")

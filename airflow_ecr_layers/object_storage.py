@@ -68,12 +68,18 @@ def open_source(source: Source, conn_id: str | None = None, *, aws_conn_id: str 
 
 
 def open_sources(
-    sources: Source | Sequence[Source], conn_id: str | None = None, *, aws_conn_id: str | None = None
+    sources: Source | Sequence[Source],
+    conn_id: str | None = None,
+    *,
+    aws_conn_id: str | None = None,
+    allow_empty: bool = False,
 ) -> list[ObjectStorageSource]:
     """Every source a URL, a prefix (``.../``), a glob (``*``, ``**``) or a list of them stands for
     (see :func:`airflow_ecr_layers.storage.open_sources`)."""
     items = [sources] if isinstance(sources, (str, ObjectStoragePath, FsPath)) else list(sources)
-    return storage.open_sources([_plain(item) for item in items], resolver(conn_id, aws_conn_id=aws_conn_id))
+    return storage.open_sources(
+        [_plain(item) for item in items], resolver(conn_id, aws_conn_id=aws_conn_id), allow_empty=allow_empty
+    )
 
 
 def list_prefix(url: str, conn_id: str | None = None) -> list[str]:

@@ -270,8 +270,9 @@ def _path(source: str | FsPath, resolve: Resolver) -> FsPath:
     return source if isinstance(source, FsPath) else resolve(check_url(source))
 
 
-def open_source(source: str | FsPath, resolve: Resolver) -> ObjectStorageSource:
-    """Resolve and check a source URL: it must exist, be a file, and not be empty."""
+def open_source(source: str | FsPath, resolve: Resolver, *, allow_empty: bool = False) -> ObjectStorageSource:
+    """Resolve and check a source URL: it must exist, be a file, and not be empty (unless
+    ``allow_empty``: a file in a tar layer may be empty, an artifact's layer may not)."""
     path = _path(source, resolve)
     kind = path.kind()
     if kind == "missing":
@@ -281,7 +282,7 @@ def open_source(source: str | FsPath, resolve: Resolver) -> ObjectStorageSource:
             f"Source {str(path)!r} is a directory, not a file; end it with '/' to push every object under it"
         )
     found = ObjectStorageSource(path)
-    if found.size == 0:
+    if found.size == 0 and not allow_empty:
         raise SourceError(f"Source {str(path)!r} is empty (0 bytes): ECR cannot store an empty layer, so it is refused")
     return found
 
@@ -291,20 +292,23 @@ def is_prefix(url: str) -> bool:
     return url.endswith("/") or bool(GLOB_CHARACTERS & set(url.partition("://")[2]))
 
 
-def open_sources(sources: str | FsPath | Sequence[str | FsPath], resolve: Resolver) -> list[ObjectStorageSource]:
+def open_sources(
+    sources: str | FsPath | Sequence[str | FsPath], resolve: Resolver, *, allow_empty: bool = False
+) -> list[ObjectStorageSource]:
     """Every source a URL, a prefix (``.../``), a glob (``*``, ``**``) or a list of them stands for.
 
     A prefix or a glob gives the objects it matches, sorted by key, each titled with its
     path relative to the prefix (or to the glob's directory). A prefix or glob that
-    matches nothing, or matches an empty object, is refused.
+    matches nothing is refused; so is an empty object, unless ``allow_empty`` (a build's
+    tar layers hold empty files).
     """
     items = [sources] if isinstance(sources, (str, FsPath)) else list(sources)
     found: list[ObjectStorageSource] = []
     for item in items:
         if isinstance(item, str) and is_prefix(item):
-            found.extend(expand(item, resolve))
+            found.extend(expand(item, resolve, allow_empty=allow_empty))
         else:
-            found.append(open_source(item, resolve))
+            found.append(open_source(item, resolve, allow_empty=allow_empty))
     return found
 
 
@@ -313,7 +317,7 @@ def list_prefix(url: str, resolve: Resolver) -> list[str]:
     return [str(source.path) for source in expand(url, resolve)]
 
 
-def expand(url: str, resolve: Resolver) -> list[ObjectStorageSource]:
+def expand(url: str, resolve: Resolver, *, allow_empty: bool = False) -> list[ObjectStorageSource]:
     """The objects under a prefix or matching a glob, sorted by key, titled relative to it."""
     scheme, _, rest = check_url(url).partition("://")
     pattern = bool(GLOB_CHARACTERS & set(rest))
@@ -333,7 +337,7 @@ def expand(url: str, resolve: Resolver) -> list[ObjectStorageSource]:
     if not objects:
         raise SourceError(f"{url!r} matches no objects: nothing to push")
     empty = [name for name, info in objects.items() if int(info.get("size") or 0) == 0]
-    if empty:
+    if empty and not allow_empty:
         raise SourceError(
             f"{url!r} matches empty objects, which ECR cannot store as layers: {', '.join(empty[:5])}"
             f"{' ...' if len(empty) > 5 else ''} (leave them out with a glob)"

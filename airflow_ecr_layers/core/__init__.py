@@ -11,6 +11,7 @@ the ones listed before it:
 * ``ecr``: the ECR calls, references, retries, repositories;
 * ``engine``: the upload engine that streams one blob into ECR;
 * ``push``: whole artifacts and images, reusing what ECR has;
+* ``build``: images built from files, as reproducible tar layers;
 * ``readback``: downloads, pulls and copies out of ECR;
 * ``waits``: the checks behind the sensors and triggers.
 """

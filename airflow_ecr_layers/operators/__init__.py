@@ -1,5 +1,6 @@
 """Operators of the airflow-ecr-layers provider."""
 
+from airflow_ecr_layers.operators.build import BuildImageOperator
 from airflow_ecr_layers.operators.copy import CopyImageOperator
 from airflow_ecr_layers.operators.image_archive import PushImageArchiveOperator
 from airflow_ecr_layers.operators.lifecycle import (
@@ -13,6 +14,7 @@ from airflow_ecr_layers.operators.push import PushArtifactOperator
 from airflow_ecr_layers.operators.repository import EnsureEcrRepositoryOperator
 
 __all__ = [
+    "BuildImageOperator",
     "CompleteLayerUploadOperator",
     "CopyImageOperator",
     "EnsureEcrRepositoryOperator",

@@ -64,9 +64,14 @@ def run(*argv: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) 
 def source_tree(target: Path) -> Path:
     """A copy of the checkout without its environments and build leftovers (setuptools writes
     ``build/`` and ``*.egg-info`` into the tree it builds)."""
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", ".venv-*", "build", "dist", "*.egg-info", "__pycache__", ".demo", ".pytest_cache"
-    )
+    anywhere = shutil.ignore_patterns(".git", ".venv", ".venv-*", "*.egg-info", "__pycache__", ".demo", ".pytest_cache")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        found = set(anywhere(folder, names))
+        if Path(folder) == ROOT:  # build/ and dist/ at the top only: airflow_ecr_layers/core/build/ is code
+            found |= {"build", "dist"} & set(names)
+        return found
+
     shutil.copytree(ROOT, target, ignore=ignore)
     return target
 
