@@ -133,7 +133,7 @@ class QuotaExceededError(EcrServiceError):
 QUOTAS: dict[tuple[str, str], str] = {
     ("put_image", "LimitExceededException"): (
         "images per repository (an adjustable quota: delete or expire images with a lifecycle "
-        "policy, or ask for more in Service Quotas)"
+        "policy, or ask for more in Service Quotas), or layers per image (about 500, not adjustable)"
     ),
     ("start_image_scan", "LimitExceededException"): (
         "image scans (basic scanning allows one scan per image every 24 hours)"

@@ -17,9 +17,10 @@ MAX_LAYER_SIZE = 52_000 * MiB
 MAX_MANIFEST_SIZE = 4_194_304
 MAX_TAGS = 1000
 MAX_DIGESTS_PER_CHECK = 100
-MAX_LAYERS = 1000
-"""Layers of one artifact this provider writes: ECR rejects manifests with very many layers
-(an opaque "Invalid JSON syntax"); a thousand titled layers stay far below its 4 MiB manifest limit."""
+MAX_LAYERS = 500
+"""Layers of one image manifest: ECR refuses more at PutImage ("Limit on number of layers per image
+exceeded"; about 500, undocumented, reported by several projects), after every blob was uploaded.
+Every push checks it before anything is written."""
 DEFAULT_MAX_CONCURRENCY = 2
 """Layers uploaded at once: one per core on the 2-core workers we measure on."""
 

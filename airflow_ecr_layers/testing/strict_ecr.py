@@ -75,6 +75,8 @@ MAX_PART_SIZE = 20_971_520
 """The API's maximum ``layerPartBlob`` length (botocore does not check it client-side)."""
 MAX_PARTS = 4200
 MAX_MANIFEST_CHARS = 4_194_304
+MAX_LAYERS_PER_IMAGE = 500
+"""Layers real ECR takes in one image (undocumented; PutImage answers LimitExceededException past it)."""
 MAX_DIGESTS_PER_CHECK = 100
 MAX_REFERRERS_PER_PAGE = 50
 """ListImageReferrers' largest ``maxResults``."""
@@ -128,6 +130,10 @@ class LayerInaccessibleException(ServiceException):
 
 class ServerException(ServiceException):
     code = "ServerException"
+
+
+class LimitExceededException(ServiceException):
+    code = "LimitExceededException"
 
 
 class InvalidLayerPartException(_MotoInvalidLayerPartException):
@@ -467,6 +473,9 @@ def _put_image(
         raise _invalid_manifest("Invalid JSON syntax") from None
     if not isinstance(manifest, dict):
         raise _invalid_manifest("Invalid JSON syntax")
+    layers = manifest.get("layers")
+    if isinstance(layers, list) and len(layers) > MAX_LAYERS_PER_IMAGE:
+        raise LimitExceededException("Limit on number of layers per image exceeded")
 
     manifest_media_type = manifest.get("mediaType")
     for media_type in (image_manifest_mediatype, manifest_media_type):

@@ -604,3 +604,18 @@ def test_a_moved_tag_leaves_its_old_image_untagged_as_ecr_does(ecr: Any, repo: s
         acceptedMediaTypes=["application/vnd.oci.image.index.v1+json"],
     )["images"]
     assert old and old[0]["imageManifest"] == first
+
+
+def test_an_image_with_more_than_500_layers_is_refused_as_real_ecr_refuses_it(ecr: Any, repo: str) -> None:
+    """Real ECR answers PutImage with "Limit on number of layers per image exceeded" past about 500."""
+    layers = [{"mediaType": "application/octet-stream", "digest": f"sha256:{n:064x}", "size": 1} for n in range(501)]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": f"sha256:{0:064x}", "size": 2},
+        "layers": layers,
+    }
+    with pytest.raises(ClientError) as refused:
+        ecr.put_image(repositoryName=repo, imageManifest=json.dumps(manifest), imageTag="many")
+    assert refused.value.response["Error"]["Code"] == "LimitExceededException"
+    assert "layers per image" in refused.value.response["Error"]["Message"]

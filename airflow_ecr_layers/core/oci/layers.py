@@ -192,8 +192,9 @@ def check_layers(layers: Sequence[LayerSpec]) -> None:
     """Refuse more layers than :data:`MAX_LAYERS`, titles that collide, and titles a pull would refuse."""
     if len(layers) > MAX_LAYERS:
         raise InvalidInputError(
-            f"{len(layers)} layers: an artifact may have at most {MAX_LAYERS} (narrow the prefix or glob, "
-            "or raise chunk_size)"
+            f"{len(layers)} layers: an artifact may have at most {MAX_LAYERS}, ECR's limit of layers per image "
+            "(narrow the prefix or glob, raise chunk_size, or build an image instead: `airflow-ecr-layers build` "
+            "or BuildImageOperator packs any number of files into a few tar layers)"
         )
     titles = Counter(layer.title for layer in layers if layer.title)
     collisions = sorted(title for title, count in titles.items() if count > 1)

@@ -87,6 +87,14 @@ class Manifest:
     def text(self) -> str:
         return self.data.decode("utf-8")
 
+    def layer_count(self) -> int:
+        """How many layers it names (0 for an index, or bytes that are not a manifest)."""
+        try:
+            layers = json.loads(self.data).get("layers")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            return 0
+        return len(layers) if isinstance(layers, list) else 0
+
 
 def encode_manifest(body: Mapping[str, Any], media_type: str) -> Manifest:
     """Serialise compactly (ASCII only, so the wire bytes are exactly these bytes)."""

@@ -9,8 +9,10 @@ from airflow_ecr_layers.core.engine.planning import validate_part_size
 from airflow_ecr_layers.core.engine.results import ImagePushResult, PushedBlob
 from airflow_ecr_layers.core.engine.resume import ResumeStore
 from airflow_ecr_layers.core.engine.transfer import EcrTransfer
+from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import (
     DEFAULT_MAX_CONCURRENCY,
+    MAX_LAYERS,
     validate_registry_id,
     validate_repository_name,
     validate_tags,
@@ -38,6 +40,12 @@ def push_image(
     max_concurrency = check_max_concurrency(max_concurrency)
     if part_size is not None:
         validate_part_size(part_size)
+    for manifest in plan.manifests:
+        if manifest.layer_count() > MAX_LAYERS:
+            raise InvalidInputError(
+                f"{plan.format}: manifest {manifest.digest} has {manifest.layer_count()} layers; ECR refuses "
+                f"more than {MAX_LAYERS} per image, so nothing was written"
+            )
     registry_id = engine.calls.repository_registry_id(repository_name, validate_registry_id(registry_id))
     blobs = list(plan.blobs.values())
     present = engine.calls.batch_check_layer_availability(repository_name, [b.digest for b in blobs], registry_id)
