@@ -22,44 +22,46 @@ from bench_common import (
     push_objects,
     seeding_s3,
 )
-from bench_processes import Servers
+from bench_processes import CpuMeter, Servers
 
 SMALL_SIZE = 4 * KiB
 SMALL_PREFIX = "small/"
 
 
-def measure(sizes: Sizes, moto_url: str) -> tuple[Push, Push]:
+def measure(sizes: Sizes, moto_url: str, moto_pid: int) -> list[tuple[Push, CpuMeter]]:
     """``repeats`` times: a first push of the small files into a new repository, then the same
-    files under a new first tag; the median run of each."""
+    files under a new first tag; the median run of each, with the cores it kept busy."""
     s3 = seeding_s3(moto_url)
     for index in range(sizes.small_files):
         body = f"small file {index}\n".encode().ljust(SMALL_SIZE, b".")
         s3.put_object(Bucket=BUCKET, Key=f"{SMALL_PREFIX}file-{index:04d}.txt", Body=body)
     url = f"s3://{BUCKET}/{SMALL_PREFIX}"
     ecr = boto_client("ecr", moto_url)
-    first: list[Push] = []
-    new_tag: list[Push] = []
+    first: list[tuple[Push, CpuMeter]] = []
+    new_tag: list[tuple[Push, CpuMeter]] = []
     for run in range(sizes.repeats):
         repository = f"bench/small-{run}"
         ecr.create_repository(repositoryName=repository)
-        first.append(push_objects("first push", MOTO_ECR_CONN_ID, url, repository, ["v1"]))
-        new_tag.append(push_objects("again, a new tag", MOTO_ECR_CONN_ID, url, repository, ["v2"]))
-    return median_run(first, key=lambda p: p.seconds), median_run(new_tag, key=lambda p: p.seconds)
+        for label, tag, runs in (("first push", "v1", first), ("again, a new tag", "v2", new_tag)):
+            with CpuMeter(moto=moto_pid) as meter:
+                push = push_objects(label, MOTO_ECR_CONN_ID, url, repository, [tag])
+            runs.append((push, meter))
+    return [median_run(runs, key=lambda run: run[0].seconds) for runs in (first, new_tag)]
 
 
 def run(sizes: Sizes, keys: dict[int, str], servers: Servers) -> Summary:
-    first, new_tag = measure(sizes, servers.moto.url)
+    (first, _), (new_tag, _) = pushes = measure(sizes, servers.moto.url, servers.moto.pid)
     count = sizes.small_files
     print(
         f"\n{count} objects of {SMALL_SIZE // KiB} KiB under a prefix, push_artifact to moto's strict ECR "
         f"(median of {sizes.repeats})"
     )
-    print(f"{'push':<24} {'s':>7} {'files/s':>8} {'skipped':>8} {'KiB sent':>9}")
-    for push in (first, new_tag):
+    print(f"{'push':<24} {'s':>7} {'files/s':>8} {'skipped':>8} {'KiB sent':>9}   cores busy")
+    for push, meter in pushes:
         t = push.totals
         print(
             f"{push.label:<24} {push.seconds:>7.2f} {count / push.seconds:>8.1f} {t['skipped']:>8} "
-            f"{t['bytes_sent'] / KiB:>9.1f}"
+            f"{t['bytes_sent'] / KiB:>9.1f}   {meter}"
         )
     sent_ratio = new_tag.totals["bytes_sent"] / max(first.totals["bytes_sent"], 1)
     return Summary(
