@@ -8,12 +8,16 @@ the CLI when ``--conn-id`` is given; without one the CLI never imports Airflow.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
 from airflow_ecr_layers import storage
 from airflow_ecr_layers.core.archives.reading import ArchiveReader
+from airflow_ecr_layers.s3_reader import DirectS3
 from airflow_ecr_layers.storage import (
     FsPath,
     ObjectStorageSink,
@@ -26,6 +30,7 @@ from airflow_ecr_layers.storage import (
 __all__ = [
     "ObjectStorageSink",
     "ObjectStorageSource",
+    "direct_reads",
     "full_object_sha256",
     "is_prefix",
     "list_prefix",
@@ -41,7 +46,9 @@ Source = str | ObjectStoragePath | FsPath
 
 
 def to_path(source: Source, conn_id: str | None = None, *, aws_conn_id: str | None = None) -> FsPath:
-    """The path Airflow's object storage gives a URL; ``s3://`` without ``conn_id`` is read with ``aws_conn_id``."""
+    """The path Airflow's object storage gives a URL; ``s3://`` without ``conn_id`` is read with ``aws_conn_id``.
+
+    On S3 the path carries the direct client its objects are read with (:func:`direct_reads`)."""
     if isinstance(source, FsPath):
         return source
     if not isinstance(source, ObjectStoragePath):
@@ -49,7 +56,44 @@ def to_path(source: Source, conn_id: str | None = None, *, aws_conn_id: str | No
         if conn_id is None and url.startswith(("s3://", "s3a://")):
             conn_id = aws_conn_id
         source = ObjectStoragePath(url, conn_id=conn_id)
-    return FsPath(source.fs, source.path, source.protocol)
+    fs = source.fs
+    direct = direct_reads(fs, _conn_id(source)) if storage.is_s3fs(fs) else None
+    return FsPath(fs, source.path, source.protocol, direct)
+
+
+def _conn_id(path: ObjectStoragePath) -> str | None:
+    """The connection id a path was made with (a property in later Airflow releases, a storage option in 3.0)."""
+    found = getattr(path, "conn_id", None)
+    if found is None:
+        found = (getattr(path, "storage_options", None) or {}).get("conn_id")
+    return str(found) if found is not None else None
+
+
+_direct: weakref.WeakKeyDictionary[Any, dict[str | None, DirectS3]] = weakref.WeakKeyDictionary()
+_direct_lock = threading.Lock()
+
+
+def direct_reads(fs: Any, conn_id: str | None) -> DirectS3:
+    """The direct S3 client of the filesystem Airflow gives connection ``conn_id``: one per
+    filesystem and connection, made when it first reads.
+
+    Its session is the amazon provider's for that connection (``S3Hook(aws_conn_id=conn_id)``:
+    the connection's credentials, role and region, or boto3's default chain without one);
+    everything else the filesystem was built with from the connection's extras (its endpoint
+    URL, botocore config and proxies) is the client's too.
+    """
+    with _direct_lock:
+        by_connection = _direct.setdefault(fs, {})
+        found = by_connection.get(conn_id)
+        if found is None:
+            found = by_connection[conn_id] = DirectS3(fs, lambda: _hook_session(conn_id))
+        return found
+
+
+def _hook_session(conn_id: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=conn_id).get_session()
 
 
 def resolver(conn_id: str | None = None, *, aws_conn_id: str | None = None) -> Resolver:

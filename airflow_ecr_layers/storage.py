@@ -2,12 +2,13 @@
 
 Everything that reads or writes object storage lives here, on :class:`FsPath` (a path on
 an fsspec filesystem): sources (sizes, ETags, identities, ``If-Match`` ranged reads on
-S3 through :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`), prefixes and globs,
+S3 through :class:`~airflow_ecr_layers.s3_reader.S3DirectReader`), prefixes and globs,
 image archives (tar, tar.gz, OCI layout directories) and sinks for ``pull``. It never
 imports Airflow: how a URL becomes a filesystem is the caller's :data:`Resolver`.
 
 * :class:`PlainStorage` resolves URLs with fsspec itself (s3fs on the plain AWS
-  credentials chain): the CLI without ``--conn-id``.
+  credentials chain; S3 objects are read by a boto3 client on the same chain): the CLI
+  without ``--conn-id``.
 * :mod:`airflow_ecr_layers.object_storage` resolves them with Airflow's
   ``ObjectStoragePath`` and a connection id: the operators, and the CLI with ``--conn-id``.
 """
@@ -23,8 +24,9 @@ import stat
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_ecr_layers.core.archives.gzip_streams import GunzipSource, is_gzip
 from airflow_ecr_layers.core.archives.reading import ArchiveReader, DirectoryLayout
@@ -33,6 +35,9 @@ from airflow_ecr_layers.core.errors import InvalidInputError, SourceChangedError
 from airflow_ecr_layers.core.sources.blobs import BlobSource, check_same_file, local_identity
 from airflow_ecr_layers.core.sources.identity import SourceIdentity
 
+if TYPE_CHECKING:
+    from airflow_ecr_layers.s3_reader import DirectS3
+
 log = logging.getLogger("airflow_ecr_layers")
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -40,11 +45,15 @@ GLOB_CHARACTERS = frozenset("*?[")
 @dataclass(frozen=True)
 class FsPath:
     """A path on an fsspec filesystem: ``fs`` reads it, ``path`` is its name there (``bucket/key``,
-    ``/tmp/model.bin``), ``protocol`` the URL scheme it was asked for with (``s3``, ``file``)."""
+    ``/tmp/model.bin``), ``protocol`` the URL scheme it was asked for with (``s3``, ``file``).
+
+    ``direct``, on S3: the synchronous client its objects are read with, on the same credentials
+    as ``fs`` (the resolver that made the path knows them); without one, s3fs reads them."""
 
     fs: Any
     path: str
     protocol: str
+    direct: DirectS3 | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.protocol}://{self.path}"
@@ -55,10 +64,10 @@ class FsPath:
 
     @property
     def parent(self) -> FsPath:
-        return FsPath(self.fs, posixpath.dirname(self.path.rstrip("/")), self.protocol)
+        return replace(self, path=posixpath.dirname(self.path.rstrip("/")))
 
     def __truediv__(self, child: str) -> FsPath:
-        return FsPath(self.fs, f"{self.path.rstrip('/')}/{child}", self.protocol)
+        return replace(self, path=f"{self.path.rstrip('/')}/{child}")
 
     @property
     def is_local(self) -> bool:
@@ -103,12 +112,14 @@ def check_url(source: object) -> str:
 
 class PlainStorage:
     """A :data:`Resolver` on fsspec alone: ``s3://`` is s3fs on the plain AWS credentials chain
-    (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...), ``file://`` the local disk, other schemes
-    fsspec's own implementations. One filesystem per scheme for this object's lifetime, made
-    fresh (not fsspec's instance cache), so it sees the environment as it is now."""
+    (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...), its objects read by a boto3 client on the same
+    chain, ``file://`` the local disk, other schemes fsspec's own implementations. One filesystem
+    per scheme for this object's lifetime, made fresh (not fsspec's instance cache), so it sees
+    the environment as it is now."""
 
     def __init__(self) -> None:
         self._filesystems: dict[str, Any] = {}
+        self._direct: dict[str, DirectS3] = {}
 
     def __call__(self, url: str) -> FsPath:
         import fsspec
@@ -122,7 +133,19 @@ class PlainStorage:
             except (ImportError, ValueError) as exc:
                 raise SourceError(f"Cannot read {url!r}: {exc}") from exc
             self._filesystems[protocol] = fs
-        return FsPath(fs, fs._strip_protocol(url), protocol)
+        direct = self._direct.get(protocol)
+        if direct is None and is_s3fs(fs):
+            from airflow_ecr_layers.s3_reader import DirectS3
+
+            direct = self._direct[protocol] = DirectS3(fs, partial(_default_session, fs))
+        return FsPath(fs, fs._strip_protocol(url), protocol, direct)
+
+
+def _default_session(fs: Any) -> Any:
+    """A boto3 session on the default credentials chain (the profile an s3fs filesystem was given)."""
+    import boto3
+
+    return boto3.Session(profile_name=(getattr(fs, "kwargs", None) or {}).get("profile"))
 
 
 def _stat_snapshot(path: FsPath) -> os.stat_result:
@@ -138,8 +161,10 @@ def _stat_snapshot(path: FsPath) -> os.stat_result:
 class ObjectStorageSource:
     """A :class:`~airflow_ecr_layers.core.oci.layers.NamedSource` over an :class:`FsPath`.
 
-    On S3 (s3fs), handles are :class:`~airflow_ecr_layers.s3_reader.S3RangeReader`:
-    one ranged GET per read, written straight into the reader's part buffer. Other
+    On S3 (s3fs), handles are :class:`~airflow_ecr_layers.s3_reader.S3DirectReader`: one
+    ranged GET per read, made on the reading thread and written straight into the reader's
+    part buffer (:class:`~airflow_ecr_layers.s3_reader.S3RangeReader`, through s3fs, where
+    the path has no direct client). Other
     filesystems get their own file object, opened with ``block_size`` equal to the
     part size and no read-ahead cache, so each part is one ranged read and no
     50 MiB buffer sits behind it.
@@ -225,12 +250,24 @@ class ObjectStorageSource:
         fs = self.path.fs
         if not self.path.on_s3:
             return None
-        from fsspec.asyn import sync
-
         bucket, key, version_id = fs.split_path(self.path.path)
         version = {"VersionId": version_id} if version_id else {}
+        client = self.path.direct.client() if self.path.direct is not None else None
         try:
-            head = sync(fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED", **version)
+            if client is not None:
+                from botocore.exceptions import BotoCoreError, ClientError
+
+                try:
+                    extra = self.path.direct.request_args("HeadObject") if self.path.direct else {}
+                    head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **version, **extra)
+                except (BotoCoreError, ClientError) as exc:
+                    raise OSError(str(exc)) from exc
+            else:
+                from fsspec.asyn import sync
+
+                head = sync(
+                    fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED", **version
+                )
         except OSError as exc:
             log.info("%s: no checksum to learn its digest from (%s)", self.name, exc)
             return None
@@ -238,9 +275,12 @@ class ObjectStorageSource:
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
         if self.path.on_s3:
-            from airflow_ecr_layers.s3_reader import S3RangeReader  # s3fs is loaded already: no extra cost
+            from airflow_ecr_layers.s3_reader import S3DirectReader, S3RangeReader  # s3fs is loaded already
 
             etag = self.info.get("ETag")  # every GET of every handle must match the object this size is of
+            direct = self.path.direct
+            if direct is not None and direct.client() is not None:
+                return S3DirectReader(direct, self.path.path, self.size, offset, etag=etag)  # type: ignore[return-value]
             reader = S3RangeReader(self.path.fs, self.path.path, self.size, offset, etag=etag)
             return reader  # type: ignore[return-value]
         handle: BinaryIO = self.path.fs.open(self.path.path, "rb", block_size=block_size, cache_type="none")
@@ -344,7 +384,7 @@ def expand(url: str, resolve: Resolver, *, allow_empty: bool = False) -> list[Ob
         )
     return [
         ObjectStorageSource(
-            FsPath(fs, name, root.protocol),
+            replace(root, path=name),
             title=name[len(base) :] if name.startswith(base) else name.rsplit("/", 1)[-1],
             info=info,
         )

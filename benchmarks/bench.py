@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its modules, also wh
 
 from bench_common import FULL, PART_SIZE, QUICK, TINY, WARMUP_SIZE, Sizes, Summary, seed_artifacts
 from bench_processes import Servers, machine, services
-from sections import copy, cpu, memory, parallel_layers, repush, throughput
+from sections import copy, cpu, memory, parallel_layers, repush, small_files, throughput
 
 __all__ = ["PART_SIZE", "SECTIONS", "cpu_floor", "main", "parse_sections", "run"]
 """Besides its own, the names the test suite reaches through this script."""
@@ -46,6 +46,7 @@ RUNS = {
     "cpu": Section(cpu.reads, cpu.run),
     "repush": Section(repush.reads, repush.run),
     "copy": Section(copy.reads, copy.run),
+    "small": Section(small_files.reads, small_files.run),
 }
 SECTIONS = tuple(RUNS)
 """What ``--only`` can choose, in the order they run."""

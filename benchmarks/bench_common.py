@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 GiB = 1024 * MiB
 PART_SIZE = 20 * MiB
 """20971520 bytes: ECR's largest part, the part size every section pushes with."""
@@ -49,6 +50,8 @@ class Sizes:
     """The one file pushed with and without chunk_size (chunks of a quarter of it)."""
     copy_layer: int
     """The one layer copied from moto's ECR to the sink."""
+    small_files: int
+    """How many 4 KiB objects the small-files section pushes."""
 
 
 FULL = Sizes(
@@ -61,6 +64,7 @@ FULL = Sizes(
     repush_object=64 * MiB,
     chunked_file=1024 * MiB,
     copy_layer=1024 * MiB,
+    small_files=300,
 )
 QUICK = Sizes(
     throughput=160 * MiB,
@@ -72,6 +76,7 @@ QUICK = Sizes(
     repush_object=16 * MiB,
     chunked_file=256 * MiB,
     copy_layer=256 * MiB,
+    small_files=300,
 )
 TINY = Sizes(
     throughput=2 * MiB,
@@ -83,6 +88,7 @@ TINY = Sizes(
     repush_object=1 * MiB,
     chunked_file=20 * MiB,  # four chunks of ECR's smallest part
     copy_layer=2 * MiB,
+    small_files=12,
 )
 """For the test suite: every code path, no meaningful figure."""
 

@@ -26,7 +26,7 @@ if [ "$#" -eq 0 ] || { [ "$#" -eq 1 ] && [ "$1" = "-q" ]; }; then
     tests/integration/test_operators.py tests/integration/test_sensors.py \
     tests/integration/test_assets_lineage.py tests/integration/test_hook_lifecycle.py \
     tests/integration/test_pull_copy.py tests/integration/test_repositories.py \
-    tests/integration/test_cli.py tests/integration/test_s3_reader.py
+    tests/integration/test_cli.py tests/integration/test_s3_reader.py tests/integration/test_s3_direct.py
 fi
 # The one warning let through here, and only here: Airflow 3.0.0's own ObjectStoragePath calls os.fspath()
 # on the path it joins ("/"), and universal-pathlib 0.2 answers every such call on a remote path with this

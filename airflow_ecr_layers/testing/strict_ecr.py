@@ -169,6 +169,9 @@ class RepositoryStats:
     put_image_calls: int = 0
     get_download_url_for_layer_calls: int = 0
     list_image_referrers_calls: int = 0
+    batch_check_layer_availability_calls: int = 0
+    digests_checked: int = 0
+    """Sum of the ``layerDigests`` lengths of all BatchCheckLayerAvailability calls."""
 
 
 class EcrStats:
@@ -526,6 +529,7 @@ def _batch_check_layer_availability(
     layer_digests: list[str],
     registry_id: str | None = None,
 ) -> dict[str, Any]:
+    STATS.add(repository_name, batch_check_layer_availability_calls=1, digests_checked=len(layer_digests))
     # moto already reports the stored byte count as layerSize; only the list limit is missing.
     if len(layer_digests) > MAX_DIGESTS_PER_CHECK:
         raise InvalidParameterException(

@@ -59,3 +59,22 @@ def test_the_rtt_and_cpu_sections_run_end_to_end_and_print_their_fields() -> Non
     }
     assert all(float(value) > 0 for value in fields.values())
     assert float(fields["rtt4_ceiling"]) <= 4
+
+
+def test_the_small_files_section_runs_end_to_end_and_prints_its_fields() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH_PATH), "--tiny", "--only", "small"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    assert re.search(r"^first push +[\d.]+ +[\d.]+ +0 +48\.0 +client [\d.]+, moto [\d.]+", out, re.M), out
+    summary = out.strip().splitlines()[-1]
+    fields = dict(item.split("=") for item in summary.removeprefix("bench: ").split())
+    assert set(fields) == {"small_files_per_s", "small_new_tag_per_s", "small_new_tag_sent_ratio"}
+    assert float(fields["small_new_tag_sent_ratio"]) == 0  # nothing ECR holds is uploaded again
+    assert float(fields["small_files_per_s"]) > 0 and float(fields["small_new_tag_per_s"]) > 0

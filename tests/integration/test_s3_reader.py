@@ -1,12 +1,17 @@
-"""S3RangeReader against the embedded S3 over real HTTP: ranged reads into the caller's
+"""The S3 readers against the embedded S3 over real HTTP: ranged reads into the caller's
 buffer, seek/tell, a broken body resumed from the first byte not received, bounded
-retries, If-Match on an object overwritten mid-read, and the part reader on top."""
+retries, If-Match on an object overwritten mid-read, and the part reader on top.
+
+Every test runs twice: on the direct path (:class:`S3DirectReader`, a synchronous botocore
+client on the reading thread, what S3 sources are read with) and on s3fs's
+(:class:`S3RangeReader`, where a filesystem is set up beyond what the direct client covers)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +22,7 @@ from airflow_ecr_layers import s3_reader
 from airflow_ecr_layers.core.engine.reader import PartReader
 from airflow_ecr_layers.core.errors import SourceChangedError, TransferError
 from airflow_ecr_layers.object_storage import ObjectStorageSource, open_source
-from airflow_ecr_layers.s3_reader import S3RangeReader
+from airflow_ecr_layers.s3_reader import DirectS3, S3DirectReader, S3RangeReader
 from airflow_ecr_layers.testing.server import EmbeddedAws
 from helpers import pattern_bytes, sha256
 from proxies import CuttingProxy
@@ -26,13 +31,28 @@ KiB = 1024
 SIZE = 200 * KiB + 7  # not a multiple of anything the reader or aiohttp cares about
 
 
-def _open_reader(source: ObjectStorageSource, offset: int = 0) -> S3RangeReader:
+Reader = S3DirectReader | S3RangeReader
+_expected: list[type] = [S3DirectReader]
+
+
+@pytest.fixture(autouse=True, params=["direct", "s3fs"])
+def reader_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on both paths: ``s3fs`` makes every filesystem one the direct client does not cover."""
+    if request.param == "s3fs":
+        monkeypatch.setattr(DirectS3, "client", lambda self: None)
+    monkeypatch.setattr(
+        sys.modules[__name__], "_expected", [S3DirectReader if request.param == "direct" else S3RangeReader]
+    )
+    return str(request.param)
+
+
+def _open_reader(source: ObjectStorageSource, offset: int = 0) -> Reader:
     handle = source.open_at(offset, 64 * KiB)
-    assert isinstance(handle, S3RangeReader)
-    return handle
+    assert type(handle) is _expected[0]
+    return handle  # type: ignore[return-value]
 
 
-def _readinto(handle: S3RangeReader, length: int) -> bytes:
+def _readinto(handle: Reader, length: int) -> bytes:
     buffer = bytearray(length)
     count = handle.readinto(buffer)
     return bytes(buffer[:count])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from airflow_ecr_layers.core.engine.planning import plan_parts
@@ -31,13 +33,23 @@ from airflow_ecr_layers.core.oci.manifest import (
     build_image_manifest,
     validate_media_type,
 )
-from airflow_ecr_layers.core.push.discovery import Finding, learn_digests, previous_layers
+from airflow_ecr_layers.core.push.discovery import Finding, HeldSource, learn_digests, previous_layers
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.core.sources.identity import IDENTITY, SOURCE_FIELDS, Target
 
 log = logging.getLogger("airflow_ecr_layers")
 
 _PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+ONE_PART_CONCURRENCY = 16
+"""Layers of one part uploaded at once (besides ``max_concurrency`` larger ones): their cost is
+three round trips (InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload), not bytes."""
+ONE_PART_BYTES_IN_FLIGHT = 40 * MiB
+"""Bytes of one-part layers being uploaded at once, at most: lowers their concurrency for large ones
+(each holds its part and its base64 request body while it is sent)."""
+ONE_PART_LAYERS_PER_SECOND = 90.0
+"""One-part layers started per second, at most: each costs one InitiateLayerUpload and one
+CompleteLayerUpload, which ECR allows 100 times a second per account and region (a margin is left
+for the account's other clients; botocore retries a throttled call)."""
 
 
 def subject_descriptor(
@@ -118,14 +130,20 @@ def push_layers(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     check_first: bool = True,
     resume: ResumeStore | None = None,
+    one_part_concurrency: int = ONE_PART_CONCURRENCY,
 ) -> list[BlobResult]:
     """Push blobs, up to ``max_concurrency`` at once, results in input order.
 
+    Blobs of one part go up beside them, up to ``one_part_concurrency`` at once (fewer when
+    they are large, :data:`ONE_PART_BYTES_IN_FLIGHT`, or when the ECR client keeps fewer
+    connections: raise its ``max_pool_connections`` for more), started at most
+    :data:`ONE_PART_LAYERS_PER_SECOND` times a second.
     ``check_first=False`` skips the per-blob availability check (the caller batched it).
     With ``resume`` (and a resolved ``registry_id``), each blob's upload is recorded there
     while it runs, and continued from there by a later attempt (:mod:`.resume`).
     """
     max_concurrency = check_max_concurrency(max_concurrency)
+    one_part_concurrency = check_max_concurrency(one_part_concurrency)
     if engine.progress is not None:
         engine.progress.planned({layer.source.name: layer.source.size for layer in layers})
 
@@ -150,10 +168,54 @@ def push_layers(
             resume=point,
         )
 
-    if max_concurrency == 1 or len(layers) <= 1:
+    one_part = [plan_parts(layer.source.size, part_size).parts == 1 for layer in layers]
+    small = [layer for layer, single in zip(layers, one_part, strict=True) if single]
+    if small:
+        largest = max(layer.source.size for layer in small)
+        one_part_concurrency = min(one_part_concurrency, max(1, ONE_PART_BYTES_IN_FLIGHT // largest))
+    pace = _Pace(ONE_PART_LAYERS_PER_SECOND)
+
+    def push_one_part(layer: LayerSpec) -> BlobResult:
+        pace.wait()
+        return push(layer)
+
+    large_workers = min(max_concurrency, len(layers) - len(small))
+    # more threads than the client keeps connections would open and drop one per call
+    room = _pool_connections(engine.calls.client) - large_workers
+    small_workers = min(max(min(one_part_concurrency, room), max_concurrency), len(small))
+    if large_workers + small_workers <= 1:
         return [push(layer) for layer in layers]
-    with ThreadPoolExecutor(max_workers=min(max_concurrency, len(layers)), thread_name_prefix="ecr-layer") as pool:
-        return list(pool.map(push, layers))
+    futures: list[Future[BlobResult]] = []
+    with (
+        ThreadPoolExecutor(max_workers=max(large_workers, 1), thread_name_prefix="ecr-layer") as large_pool,
+        ThreadPoolExecutor(max_workers=max(small_workers, 1), thread_name_prefix="ecr-small-layer") as small_pool,
+    ):
+        for layer, single in zip(layers, one_part, strict=True):
+            futures.append(small_pool.submit(push_one_part, layer) if single else large_pool.submit(push, layer))
+        return [future.result() for future in futures]
+
+
+def _pool_connections(client: object) -> int:
+    """The connections a botocore client keeps for its threads (``max_pool_connections``, 10 by default)."""
+    found = getattr(getattr(getattr(client, "meta", None), "config", None), "max_pool_connections", None)
+    return found if isinstance(found, int) and found > 0 else 10
+
+
+class _Pace:
+    """At most ``per_second`` starts a second, over every thread that waits on it."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
 
 
 def push_artifact(
@@ -227,6 +289,7 @@ def push_artifact(
         recorded=recorded,
         hash_first=hash_first,
         verify_reuse=verify_reuse,
+        one_part=plan_parts(1, part_size).part_size,
     )
     # A layer skipped on the caller's word (its expected_digest, which ECR holds) was never
     # read: nothing says the source holds those bytes, so its identity is not recorded.
@@ -235,7 +298,11 @@ def push_artifact(
         for layer, found in zip(layers, findings, strict=True)
     ]
     to_upload = [
-        replace(layer, expected_digest=found.digest)
+        replace(
+            layer,
+            expected_digest=found.digest,
+            source=layer.source if found.data is None else HeldSource(layer.source, found.data),
+        )
         for layer, found in zip(layers, findings, strict=True)
         if not found.present
     ]
@@ -308,5 +375,6 @@ def _held(layer: LayerSpec, found: Finding, registry_id: str, repository_name: s
 
 
 def _after_upload(blob: BlobResult, found: Finding) -> BlobResult:
-    """An uploaded layer's result, counting what was read to learn its digest too."""
-    return replace(blob, bytes_read=blob.bytes_read + found.bytes_read)
+    """An uploaded layer's result, counting what was read to learn its digest too (bytes kept
+    from that read and uploaded from memory were read once)."""
+    return replace(blob, bytes_read=found.bytes_read + (0 if found.data is not None else blob.bytes_read))

@@ -8,8 +8,12 @@ For each layer, in this order:
    object, unchanged, in the same registry, region and repository; with ``verify_reuse``
    the source is hashed and the record used only when the bytes hash to it;
 3. the sha256 the store keeps of the whole object (S3's full-object checksum), when it
-   keeps one;
-4. with ``hash_first``, one read to hash it.
+   keeps one (not asked of a small layer: its one read costs the same round trip);
+4. a small layer (no bigger than ``one_part``: one part of the upload) is read whole into
+   memory, many at a time, and hashed: its bytes are read once anyway, and each upload
+   ECR already holds would cost three round trips for nothing. The bytes are kept for the
+   upload, up to :data:`KEEP_BYTES` in all;
+5. with ``hash_first``, one read to hash each remaining layer.
 
 Every digest learnt is then checked with one batched BatchCheckLayerAvailability: a
 layer ECR holds as AVAILABLE with the same size is not uploaded (and, unless it was
@@ -24,17 +28,22 @@ every layer read and checked as if new, after one warning saying why.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal
 
 from airflow_ecr_layers.core.ecr.calls import EcrCalls, LayerAvailability
+from airflow_ecr_layers.core.engine.reader import readinto_exact
 from airflow_ecr_layers.core.errors import EcrServiceError
 from airflow_ecr_layers.core.limits import MiB, validate_digest
 from airflow_ecr_layers.core.oci.layers import LayerSpec, NamedSource
 from airflow_ecr_layers.core.oci.manifest import DOCKER_MANIFEST, OCI_MANIFEST
-from airflow_ecr_layers.core.sources.blobs import hash_and_count
+from airflow_ecr_layers.core.sources.blobs import BlobSource, check_unchanged, hash_and_count
 from airflow_ecr_layers.core.sources.identity import RecordedLayer, Target, recorded_layers
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -42,6 +51,11 @@ log = logging.getLogger("airflow_ecr_layers")
 Origin = Literal["expected", "recorded", "stored", "hashed"]
 HASH_BLOCK = 8 * MiB
 """Bytes read at a time by a hash-first pass (one ranged GET each on S3)."""
+KEEP_BYTES = 64 * MiB
+"""Bytes of small layers kept in memory between their hashing and their upload, in all (the
+rest is read again for its upload)."""
+READ_CONCURRENCY = 16
+"""Small layers read at once to hash them (their cost is a round trip each)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class Finding:
     origin: Origin | None = None
     bytes_read: int = 0
     """Bytes read to learn it (a hash-first pass)."""
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    """The layer's bytes, read whole to hash them and kept for its upload (small layers)."""
 
     @property
     def reused(self) -> bool:
@@ -103,8 +119,14 @@ def learn_digests(
     recorded: Mapping[str, RecordedLayer] | None = None,
     hash_first: bool = False,
     verify_reuse: bool = False,
+    one_part: int = 0,
+    read_concurrency: int = READ_CONCURRENCY,
 ) -> list[Finding]:
-    """One :class:`Finding` per layer, in order (see the module docstring)."""
+    """One :class:`Finding` per layer, in order (see the module docstring).
+
+    ``one_part``: layers of at most this many bytes are small (0: none is).
+    ``read_concurrency``: small layers read at once.
+    """
     recorded = recorded or {}
     target = Target(registry_id, calls.region, repository_name)
     known: list[tuple[str, Origin, int] | None] = []
@@ -117,15 +139,27 @@ def learn_digests(
         previous = recorded.get(token) if token else None
         if previous is not None and previous.size == size:
             known.append(_verified(layer, previous) if verify_reuse else (previous.digest, "recorded", 0))
-        elif layer.whole_object and isinstance(layer.source, NamedSource) and (stored := layer.source.stored_sha256()):
+        elif (
+            size > one_part
+            and layer.whole_object
+            and isinstance(layer.source, NamedSource)
+            and (stored := layer.source.stored_sha256())
+        ):
             known.append((stored, "stored", 0))
         else:
             known.append(None)
     held = _availability(calls, repository_name, registry_id, [k[0] for k in known if k])
     findings = [_judge(layer, k, held) for layer, k in zip(layers, known, strict=True)]
-    if hash_first:
-        findings = _hash_first(calls, repository_name, registry_id, layers, findings)
-    return findings
+    return _hash_unknown(
+        calls,
+        repository_name,
+        registry_id,
+        layers,
+        findings,
+        every=hash_first,
+        one_part=one_part,
+        read_concurrency=read_concurrency,
+    )
 
 
 def _availability(
@@ -175,20 +209,93 @@ def _judge(layer: LayerSpec, known: tuple[str, Origin, int] | None, held: Mappin
     return Finding(False, digest, origin, bytes_read)
 
 
-def _hash_first(
-    calls: EcrCalls, repository_name: str, registry_id: str, layers: Sequence[LayerSpec], findings: list[Finding]
+def _hash_unknown(
+    calls: EcrCalls,
+    repository_name: str,
+    registry_id: str,
+    layers: Sequence[LayerSpec],
+    findings: list[Finding],
+    *,
+    every: bool,
+    one_part: int,
+    read_concurrency: int,
 ) -> list[Finding]:
-    """Hash every layer nothing is known of yet; skip the upload of those ECR holds."""
-    hashed: dict[int, tuple[str, int]] = {}
-    for index, (layer, finding) in enumerate(zip(layers, findings, strict=True)):
-        if not finding.present and finding.digest is None:
-            size, digest = hash_and_count(layer.source, HASH_BLOCK)
-            hashed[index] = (digest, size)
-    held = _availability(calls, repository_name, registry_id, [digest for digest, _ in hashed.values()])
+    """Hash the small layers nothing is known of yet (``every``: all such layers), then check
+    them with one batched BatchCheckLayerAvailability; skip the upload of those ECR holds."""
+    unknown = [i for i, found in enumerate(findings) if not found.present and found.digest is None]
+    small = [i for i in unknown if layers[i].source.size <= one_part]
+    hashed: dict[int, tuple[str, int, bytes | None]] = {}
+    if small:
+        budget = _Budget(KEEP_BYTES)
+
+        def read(index: int) -> tuple[int, tuple[str, int, bytes | None]]:
+            return index, _read_small(layers[index].source, budget)
+
+        workers = max(1, min(read_concurrency, len(small)))
+        if workers == 1:
+            hashed.update(map(read, small))
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecr-hash") as pool:
+                hashed.update(pool.map(read, small))
+        log.info("Read and hashed %d small layers (of at most %d bytes) before any upload", len(small), one_part)
+    if every:
+        for index in unknown:
+            if index not in hashed:
+                size, digest = hash_and_count(layers[index].source, HASH_BLOCK)
+                hashed[index] = (digest, size, None)
+    held = _availability(calls, repository_name, registry_id, [digest for digest, _, _ in hashed.values()])
     result = list(findings)
-    for index, (digest, size) in hashed.items():
+    for index, (digest, size, data) in hashed.items():
         present = _is_held(held.get(digest), size)
         if present:
             log.info("%s hashes to %s, which ECR holds: not uploading it", layers[index].source.name, digest)
-        result[index] = Finding(present, digest, "hashed", bytes_read=size)
+        result[index] = Finding(present, digest, "hashed", bytes_read=size, data=None if present else data)
     return result
+
+
+class _Budget:
+    """Bytes that may still be kept, shared by the reading threads."""
+
+    def __init__(self, total: int) -> None:
+        self._left = total
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if size > self._left:
+                return False
+            self._left -= size
+            return True
+
+
+def _read_small(source: BlobSource, budget: _Budget) -> tuple[str, int, bytes | None]:
+    """One read of the whole source (one GET on S3): its digest, its size, and its bytes when
+    ``budget`` still has room for them. The source is checked after its last byte, as an upload does."""
+    size = source.size
+    buffer = bytearray(size)
+    with source.open_at(0, size) as handle:
+        readinto_exact(handle, memoryview(buffer), name=source.name, at=0)
+    check_unchanged(source)
+    digest = "sha256:" + hashlib.sha256(buffer).hexdigest()
+    return digest, size, bytes(buffer) if budget.take(size) else None
+
+
+@dataclass(frozen=True)
+class HeldSource:
+    """A layer's bytes read whole before its upload, served from memory under its source's name."""
+
+    source: BlobSource
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open_at(self, offset: int, block_size: int) -> BinaryIO:
+        handle = io.BytesIO(self.data)
+        handle.seek(offset)
+        return handle
