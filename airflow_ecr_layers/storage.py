@@ -85,8 +85,10 @@ class FsPath:
             return False
 
     def kind(self) -> str:
-        """``file``, ``dir`` or ``missing``, with unreadable paths reported clearly."""
+        """``file``, ``dir`` or ``missing``, as the store says now (not a listing cached earlier in
+        this process), with unreadable paths reported clearly."""
         try:
+            self.fs.invalidate_cache(self.path)
             if not self.fs.exists(self.path):
                 return "missing"
             return "dir" if self.fs.isdir(self.path) else "file"
