@@ -20,7 +20,7 @@ from airflow_ecr_layers.core.engine.transfer import EcrTransfer
 from airflow_ecr_layers.core.errors import SourceChangedError
 from airflow_ecr_layers.core.oci.layers import layers_of
 from airflow_ecr_layers.core.oci.manifest import TITLE_ANNOTATION
-from airflow_ecr_layers.core.push import artifact
+from airflow_ecr_layers.core.push import artifact, discovery
 from airflow_ecr_layers.core.push.artifact import push_artifact
 from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.storage import PlainStorage
@@ -198,3 +198,16 @@ def test_a_small_local_file_changed_before_it_is_read_is_refused(tmp_path: Path,
     os.utime(changed, ns=(later, later))
     with pytest.raises(SourceChangedError, match="page-001.html"):
         push_artifact(hook.engine, repo, layers_of(sources, "text/html"), tags=["v1"], part_size=PART)
+
+
+def test_small_layers_past_what_may_be_kept_are_streamed_not_read_twice(
+    put_prefix: Callable[[dict[str, bytes]], str], repo: str, hook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "KEEP_BYTES", 3 * MiB)
+    objects = {f"shard-{index}.bin": pattern_bytes(MiB, seed=50 + index) for index in range(6)}
+    url = put_prefix(objects)
+    S3_READS.reset()
+    result = push(hook, url, repo, ["v1"])
+    assert reads() == dict.fromkeys(objects, 1)  # three hashed first and kept, three streamed
+    assert result.totals["bytes_read"] == result.totals["bytes_sent"] == 6 * MiB
+    assert [layer.digest for layer in result.layers] == [sha256(objects[name]) for name in sorted(objects)]

@@ -12,7 +12,8 @@ For each layer, in this order:
 4. a small layer (no bigger than ``one_part``: one part of the upload) is read whole into
    memory, many at a time, and hashed: its bytes are read once anyway, and each upload
    ECR already holds would cost three round trips for nothing. The bytes are kept for the
-   upload, up to :data:`KEEP_BYTES` in all;
+   upload, so up to :data:`KEEP_BYTES` of small layers in all are read this way (the rest
+   are streamed as large ones are: never read twice);
 5. with ``hash_first``, one read to hash each remaining layer.
 
 Every digest learnt is then checked with one batched BatchCheckLayerAvailability: a
@@ -31,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,8 +52,8 @@ Origin = Literal["expected", "recorded", "stored", "hashed"]
 HASH_BLOCK = 8 * MiB
 """Bytes read at a time by a hash-first pass (one ranged GET each on S3)."""
 KEEP_BYTES = 64 * MiB
-"""Bytes of small layers kept in memory between their hashing and their upload, in all (the
-rest is read again for its upload)."""
+"""Bytes of small layers read whole and kept in memory between their hashing and their upload, in
+all (small layers past it are not hashed first, unless ``hash_first``)."""
 READ_CONCURRENCY = 16
 """Small layers read at once to hash them (their cost is a round trip each)."""
 
@@ -223,13 +223,18 @@ def _hash_unknown(
     """Hash the small layers nothing is known of yet (``every``: all such layers), then check
     them with one batched BatchCheckLayerAvailability; skip the upload of those ECR holds."""
     unknown = [i for i, found in enumerate(findings) if not found.present and found.digest is None]
-    small = [i for i in unknown if layers[i].source.size <= one_part]
+    room = KEEP_BYTES
+    small = []
+    for index in unknown:
+        size = layers[index].source.size
+        if size <= min(one_part, room):
+            small.append(index)
+            room -= size
     hashed: dict[int, tuple[str, int, bytes | None]] = {}
     if small:
-        budget = _Budget(KEEP_BYTES)
 
         def read(index: int) -> tuple[int, tuple[str, int, bytes | None]]:
-            return index, _read_small(layers[index].source, budget)
+            return index, _read_small(layers[index].source)
 
         workers = max(1, min(read_concurrency, len(small)))
         if workers == 1:
@@ -253,31 +258,16 @@ def _hash_unknown(
     return result
 
 
-class _Budget:
-    """Bytes that may still be kept, shared by the reading threads."""
-
-    def __init__(self, total: int) -> None:
-        self._left = total
-        self._lock = threading.Lock()
-
-    def take(self, size: int) -> bool:
-        with self._lock:
-            if size > self._left:
-                return False
-            self._left -= size
-            return True
-
-
-def _read_small(source: BlobSource, budget: _Budget) -> tuple[str, int, bytes | None]:
-    """One read of the whole source (one GET on S3): its digest, its size, and its bytes when
-    ``budget`` still has room for them. The source is checked after its last byte, as an upload does."""
+def _read_small(source: BlobSource) -> tuple[str, int, bytes]:
+    """One read of the whole source (one GET on S3): its digest, its size and its bytes. The source
+    is checked after its last byte, as an upload does."""
     size = source.size
     buffer = bytearray(size)
     with source.open_at(0, size) as handle:
         readinto_exact(handle, memoryview(buffer), name=source.name, at=0)
     check_unchanged(source)
     digest = "sha256:" + hashlib.sha256(buffer).hexdigest()
-    return digest, size, bytes(buffer) if budget.take(size) else None
+    return digest, size, bytes(buffer)
 
 
 @dataclass(frozen=True)
