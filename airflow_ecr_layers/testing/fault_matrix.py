@@ -178,7 +178,10 @@ def ecr_client(endpoint_url: str, config: MatrixConfig | None = None) -> Any:
 
 
 def rule_for(kind: FaultKind, position: Position, config: MatrixConfig) -> FaultRule:
-    return FaultRule(position.operation, position.occurrence, kind, delay_seconds=config.delay_seconds)
+    # A killed process's request is held until the proxy stops: the kill lands while it is held
+    # however late the harness gets to it.
+    hold = None if kind == "process_killed" else config.delay_seconds
+    return FaultRule(position.operation, position.occurrence, kind, delay_seconds=hold)
 
 
 def tag_map(direct: Any, repository_name: str) -> dict[str, str]:
