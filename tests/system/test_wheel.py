@@ -65,7 +65,7 @@ def source_tree(target: Path) -> Path:
     """A copy of the checkout without its environments and build leftovers (setuptools writes
     ``build/`` and ``*.egg-info`` into the tree it builds)."""
     ignore = shutil.ignore_patterns(
-        ".git", ".venv", ".venv-*", "build", "dist", "*.egg-info", "__pycache__", ".demo", ".pytest_cache"
+        ".git", ".venv", ".venv-*", "build", "dist", "*.egg-info", "__pycache__", ".demo", ".*_cache"
     )
     shutil.copytree(ROOT, target, ignore=ignore)
     return target
