@@ -2,7 +2,7 @@
 # Run the unit and integration tiers against the lowest supported versions (requirements/floor.lock:
 # apache-airflow and the amazon provider at pyproject's floors) in their own environment, .venv-floor.
 # Idempotent like scripts/bootstrap.sh: a second run only checks that .venv-floor matches the lock.
-# Arguments go to pytest instead of the default tiers.
+# Arguments go to pytest instead of the default tiers. Runs on pytest-xdist: TEST_WORKERS workers (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/bootstrap.sh  # uv comes from .venv
@@ -32,5 +32,5 @@ fi
 # on the path it joins ("/"), and universal-pathlib 0.2 answers every such call on a remote path with this
 # PendingDeprecationWarning. It is raised inside Airflow, not by this provider; with dev.lock (Airflow 3.3,
 # universal-pathlib 0.3) nothing warns, and every deprecation still fails the tests.
-exec .venv-floor/bin/python -m pytest -p no:cacheprovider \
+exec .venv-floor/bin/python -m pytest -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
   -W "ignore:in a future version of UPath this will be set to None:PendingDeprecationWarning" "$@"

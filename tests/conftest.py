@@ -44,15 +44,38 @@ os.environ.update(
 )
 
 TIERS = ("unit", "integration", "system")
+pytest_plugins = ["tier_times"]  # each tier's time at the end of a run (tests/tier_times.py)
+
+LONGEST_FIRST = (
+    "system/test_distributed_run.py",
+    "integration/test_fault_matrix.py",
+    "system/test_resume_dag.py",
+    "system/test_demo.py",
+    "system/test_wheel.py",
+    "system/test_asset_events.py",
+    "system/test_image_archives.py",
+    "system/test_dags.py",
+)
+"""The files that take longest, slowest first. Under pytest-xdist (``scripts/test.sh``: ``--dist loadfile
+--no-loadscope-reorder``) each file goes whole to one worker, in collection order: these go first, so
+that no worker is left running a long one while the other has nothing to do."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its tier (its folder under tests/); a test outside the tiers is an error."""
+    """Mark each test with its tier (its folder under tests/); a test outside the tiers is an error.
+    In a pytest-xdist worker, the files of :data:`LONGEST_FIRST` are moved to the front."""
     for item in items:
         tier = Path(str(item.path)).relative_to(ROOT / "tests").parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/system")
         item.add_marker(getattr(pytest.mark, tier))
+    if "PYTEST_XDIST_WORKER" in os.environ:
+
+        def rank(item: pytest.Item) -> int:
+            path = Path(str(item.path)).relative_to(ROOT / "tests").as_posix()
+            return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+        items.sort(key=rank)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

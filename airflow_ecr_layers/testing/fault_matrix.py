@@ -230,7 +230,10 @@ def ecr_client(endpoint_url: str, config: MatrixConfig | None = None) -> Any:
 
 def rule_for(kind: FaultKind, position: Position, config: MatrixConfig) -> FaultRule:
     times = config.botocore_attempts if position.outlast_botocore else 1
-    return FaultRule(position.operation, position.occurrence, kind, times=times, delay_seconds=config.delay_seconds)
+    # A killed process's request is held until the proxy stops: the kill lands while it is held
+    # however late the harness gets to it.
+    hold = None if kind == "process_killed" else config.delay_seconds
+    return FaultRule(position.operation, position.occurrence, kind, times=times, delay_seconds=hold)
 
 
 def tag_map(direct: Any, repository_name: str) -> dict[str, str]:

@@ -99,20 +99,27 @@ class FaultRule:
     """Inject ``kind`` on the ``occurrence``-th call of ``operation`` through the proxy.
 
     ``times`` consecutive calls from that one are hit (``None``: every later call);
-    the default fires once. A ``delay`` sleeps ``delay_seconds`` (choose more than the
-    client's read timeout), then forwards the request (``forward_after_delay``) or
-    drops it. ``process_killed`` holds the request ``delay_seconds`` and drops it: the
-    harness kills the client process while it is held (the proxy cannot).
+    the default fires once. A ``delay`` holds the request ``delay_seconds`` (choose more
+    than the client's read timeout), then forwards it (``forward_after_delay``) or drops
+    it. ``process_killed`` holds the request ``delay_seconds`` and drops it: the harness
+    kills the client process while it is held (the proxy cannot). A hold ends early when
+    the proxy stops; ``delay_seconds=None`` holds until then, so that what a test does
+    while the request is held cannot race the end of the hold.
     """
 
     operation: str
     occurrence: int
     kind: FaultKind
     times: int | None = 1
-    delay_seconds: float = 3.0
+    delay_seconds: float | None = 3.0
+    """How long a ``delay`` or ``process_killed`` holds the request; None: until the proxy stops."""
     forward_after_delay: bool = True
     probability: float = 1.0
-    """Of the calls the rule hits, the share it fires on (drawn from a generator seeded with ``seed``)."""
+    """Of the calls the rule hits, the share it fires on (drawn from a generator seeded with ``seed``).
+    Such a rule never fires on the client's last attempt at a call (botocore's ``amz-sdk-request``
+    header, ``attempt=N; max=M``): it stands for a service that refuses a share of the requests,
+    and which requests that share lands on depends on the order they arrive in, so a call whose
+    every attempt it refused would fail a run by chance. Its retries always absorb it."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -192,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         with proxy._in_flight_request():
             operation = self._ecr_operation()
-            rule = proxy._match(operation) if operation is not None else None
+            rule = proxy._match(operation, self._last_attempt()) if operation is not None else None
             if rule is None:
                 self._forward_and_answer(self._read_body(), serialize=operation is not None)
             else:
@@ -204,6 +211,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not target.startswith(ECR_TARGET_PREFIX):
             return None
         return target[len(ECR_TARGET_PREFIX) :]
+
+    def _last_attempt(self) -> bool:
+        """Whether botocore says this request is its last attempt at the call (``amz-sdk-request``)."""
+        fields: dict[str, str] = {}
+        for part in self.headers.get("amz-sdk-request", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            fields[key] = value
+        try:
+            return int(fields["attempt"]) >= int(fields["max"])
+        except (KeyError, ValueError):
+            return False
 
     def _content_length(self) -> int:
         return int(self.headers.get("Content-Length") or 0)
@@ -236,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort(reset=False)
         elif rule.kind in ("delay", "process_killed"):  # a killed client: held, never answered
             body = self._read_body()
-            time.sleep(rule.delay_seconds)
+            self.server.proxy._stopping.wait(rule.delay_seconds)  # a hold ends early when the proxy stops
             if rule.forward_after_delay and rule.kind == "delay":
                 self._forward_and_answer(body, serialize=True)
             else:
@@ -326,6 +344,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._ecr_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._rules: list[FaultRule] = list(rules)
         self._calls: Counter[str] = Counter()
         self._random: dict[int, random.Random] = {}
@@ -339,6 +358,7 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = _ProxyServer(("127.0.0.1", 0), _Handler)
         server.proxy = self
         self._server = server
@@ -347,9 +367,11 @@ class FaultProxy:
         return self
 
     def stop(self, drain_timeout: float = 10.0) -> None:
-        """Wait for requests in flight (e.g. a delayed one), then close every connection."""
+        """End the holds, wait for requests in flight (a held one forwarded or dropped as its
+        rule says), then close every connection."""
         if self._server is None:
             return
+        self._stopping.set()
         self.drain(drain_timeout)
         self._server.shutdown()
         self._server.server_close()
@@ -414,12 +436,15 @@ class FaultProxy:
         return True
 
     # -- used by the handler ---------------------------------------------------------
-    def _match(self, operation: str) -> FaultRule | None:
-        """Count a call of ``operation``; the first rule it triggers, recorded as fired."""
+    def _match(self, operation: str, last_attempt: bool = False) -> FaultRule | None:
+        """Count a call of ``operation``; the first rule it triggers, recorded as fired. A probabilistic
+        rule is passed over on the client's ``last_attempt`` (see :attr:`FaultRule.probability`)."""
         with self._lock:
             self._calls[operation] += 1
             occurrence = self._calls[operation]
             for index, rule in enumerate(self._rules):
+                if rule.probability < 1.0 and last_attempt:
+                    continue
                 if rule.matches(operation, occurrence) and self._draw(index, rule):
                     self._fired.append(FiredFault(rule, occurrence, time.monotonic()))
                     return rule

@@ -9,12 +9,15 @@ import sys
 import time
 import uuid
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import botocore.endpoint
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
+from airflow_ecr_layers.core.ecr import retry
 from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 from airflow_ecr_layers.core.engine.client import build_engine
 from airflow_ecr_layers.core.engine.reader import PartReader
@@ -416,21 +419,27 @@ def test_credentials_that_stay_expired_fail_clean(aws: EmbeddedAws) -> None:
     assert tag_map(ecr_client(aws.endpoint_url), repository_name) == {}
 
 
-def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws) -> None:
+def test_retries_are_bounded_when_ecr_always_answers_503(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> None:
     repository_name = new_repository(aws, "always-503")
     policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total_seconds=5.0)
     config = replace(CONFIG, botocore_attempts=2)
+    waits: list[float] = []  # the backoff asked for, not the wall clock (which a loaded machine stretches)
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    for module in (botocore.endpoint, retry):  # where botocore's retries and ours sleep
+        monkeypatch.setattr(module, "time", SimpleNamespace(sleep=sleep))
     with FaultProxy(aws.endpoint_url, [FaultRule("UploadLayerPart", 1, "http_503", times=None)]) as proxy:
         api = api_through(proxy, config, policy)
-        started = time.monotonic()
         with pytest.raises(UploadAbortedError, match=r"UploadLayerPart 0-5242879 .* failed after 3 attempts"):
             push_artifact(
                 api, repository_name, [LayerSpec(BytesSource(DATA), OCI_LAYER_TAR)], tags=["v1"], part_size=PART
             )
-        elapsed = time.monotonic() - started
     assert proxy.calls("UploadLayerPart") == config.botocore_attempts * policy.max_attempts
     assert len(proxy.fired) == 6
-    assert elapsed < 10  # botocore's backoff (under 1 s a retry) and ours (under 0.05 s)
+    assert len(waits) == 5 and sum(waits) < 10  # botocore's backoff (under 1 s a retry) and ours (under 0.05 s)
     assert STATS.repository(repository_name).bytes_received == 0
     assert tag_map(ecr_client(aws.endpoint_url), repository_name) == {}
 
@@ -495,12 +504,12 @@ def test_proxy_drop_response_applies_the_call(aws: EmbeddedAws) -> None:
 @pytest.mark.parametrize("forward", [True, False], ids=["then-forward", "then-drop"])
 def test_proxy_delay_outlasts_the_read_timeout(aws: EmbeddedAws, forward: bool) -> None:
     repository_name = new_repository(aws, "delay")
-    rule = FaultRule("InitiateLayerUpload", 1, "delay", delay_seconds=1.5, forward_after_delay=forward)
+    rule = FaultRule("InitiateLayerUpload", 1, "delay", delay_seconds=None, forward_after_delay=forward)
     with FaultProxy(aws.endpoint_url, [rule]) as proxy:
         with pytest.raises(ReadTimeoutError):
             raw_client(proxy.endpoint_url, read_timeout=0.5).initiate_layer_upload(repositoryName=repository_name)
-        assert STATS.repository(repository_name).initiate_layer_upload_calls == 0  # still held
-    # Leaving the proxy waited for the held request.
+        assert STATS.repository(repository_name).initiate_layer_upload_calls == 0  # held until the proxy stops
+    # Leaving the proxy ended the hold and waited for the held request.
     assert STATS.repository(repository_name).initiate_layer_upload_calls == (1 if forward else 0)
 
 
@@ -522,6 +531,17 @@ def test_proxy_passes_s3_through_untouched(aws: EmbeddedAws) -> None:
     assert got == data[100:]
     assert head["ContentLength"] == len(data)
     assert proxy.fired == []
+
+
+def test_a_probabilistic_rule_never_fires_on_the_last_attempt(aws: EmbeddedAws) -> None:
+    """A share of calls refused at random must not fail a call by chance: botocore's last try goes through."""
+    repository_name = new_repository(aws, "spared")
+    almost_always = FaultRule("InitiateLayerUpload", 1, "throttling", times=None, probability=0.999999)
+    with FaultProxy(aws.endpoint_url, [almost_always]) as proxy:
+        ecr_client(proxy.endpoint_url, replace(CONFIG, botocore_attempts=3)).initiate_layer_upload(
+            repositoryName=repository_name
+        )
+    assert proxy.calls("InitiateLayerUpload") == 3 and len(proxy.fired) == 2
 
 
 def test_rules_are_validated() -> None:

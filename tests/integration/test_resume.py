@@ -173,7 +173,7 @@ def test_a_killed_cli_push_is_continued_by_the_rerun(
         "--part-size",
         str(PART),
     ]
-    hold = FaultRule("UploadLayerPart", 5, "delay", delay_seconds=4.0, forward_after_delay=False)
+    hold = FaultRule("UploadLayerPart", 5, "delay", delay_seconds=None, forward_after_delay=False)
     with FaultProxy(aws.endpoint_url, [hold]) as proxy:
         first = subprocess.Popen(
             [*cli, "--endpoint-url", proxy.endpoint_url],

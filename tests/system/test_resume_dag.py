@@ -70,7 +70,7 @@ def test_a_dag_task_killed_mid_upload_is_continued_by_its_next_try(
             "AIRFLOW_CONN_AWS_DEFAULT": connection(endpoint),
         }
 
-    hold = FaultRule("UploadLayerPart", 5, "delay", delay_seconds=4.0, forward_after_delay=False)
+    hold = FaultRule("UploadLayerPart", 5, "delay", delay_seconds=None, forward_after_delay=False)
     with FaultProxy(aws.endpoint_url, [hold]) as proxy:
         first = subprocess.Popen(
             [sys.executable, "-c", RUN_DAG, str(folder)],

@@ -64,7 +64,7 @@ def run(*argv: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) 
 def source_tree(target: Path) -> Path:
     """A copy of the checkout without its environments and build leftovers (setuptools writes
     ``build/`` and ``*.egg-info`` into the tree it builds)."""
-    anywhere = shutil.ignore_patterns(".git", ".venv", ".venv-*", "*.egg-info", "__pycache__", ".demo", ".pytest_cache")
+    anywhere = shutil.ignore_patterns(".git", ".venv", ".venv-*", "*.egg-info", "__pycache__", ".demo", ".*_cache")
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         found = set(anywhere(folder, names))
