@@ -193,9 +193,9 @@ def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None)
 
 
 def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
-    from airflow_ecr_layers.core.build.base import resolve_base
     from airflow_ecr_layers.core.build.image import build_image, files_of, platforms_of
     from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.readback.base_image import resolve_base
     from airflow_ecr_layers.storage import open_sources
 
     *urls, reference = args.items

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_ecr_layers.core.build.base import BaseImage, resolve_base
+from airflow_ecr_layers.core.build.base import BaseImage
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE
 from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build, platforms_of
 from airflow_ecr_layers.core.ecr.references import parse_reference
 from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.readback.base_image import resolve_base
 from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.operators.base import StoragePushOperator
 

@@ -14,8 +14,11 @@ import pytest
 from test_build_image import blob, files_in_image, write_folder
 
 from airflow_ecr_layers.cli import main
-from airflow_ecr_layers.core.build.image import build_image, files_of
+from airflow_ecr_layers.core.build.base import BaseImage
+from airflow_ecr_layers.core.build.image import build_image, files_of, platforms_of
+from airflow_ecr_layers.core.ecr.references import parse_reference
 from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.readback.base_image import resolve_base
 from airflow_ecr_layers.operators import BuildImageOperator
 from airflow_ecr_layers.storage import PlainStorage, open_sources
 from airflow_ecr_layers.testing.server import EmbeddedAws
@@ -44,6 +47,11 @@ def manifest_of(ecr: Any, repository: str, image_id: dict[str, str]) -> tuple[di
     return json.loads(image["imageManifest"]), image["imageId"]["imageDigest"]
 
 
+def on(hook: Any, reference: str, platform: str | None = None) -> BaseImage:
+    """The base ``reference`` names, read through the hook's engine, for the platforms named."""
+    return resolve_base(hook.engine, parse_reference(reference), platforms_of(platform))
+
+
 def model_files(tmp_path: Path) -> list[Any]:
     return files_of(open_sources(write_folder(tmp_path / "model", MODEL), PlainStorage(), allow_empty=True))
 
@@ -67,7 +75,7 @@ def test_an_image_on_a_base_keeps_its_config_and_puts_its_layers_first(
         model_files(tmp_path),
         path="/models",
         tags=["v1"],
-        base="base/busybox:1.36",
+        base=on(hook, "base/busybox:1.36"),
         labels={"team": "ml"},
         annotations={"org.opencontainers.image.title": "a modelcar"},
         source_date_epoch=1_700_000_000,
@@ -120,7 +128,7 @@ def test_an_image_on_a_base_keeps_its_config_and_puts_its_layers_first(
         model_files(tmp_path),
         path="/models",
         tags=["v2"],
-        base="base/busybox:1.36",
+        base=on(hook, "base/busybox:1.36"),
         labels={"team": "ml"},
         annotations={"org.opencontainers.image.title": "a modelcar"},
         source_date_epoch=1_700_000_000,
@@ -135,7 +143,9 @@ def test_a_base_in_the_same_repository_is_not_copied(
 ) -> None:
     base = put_base_image(hook.engine, repo, BASE_FILES, tags=("base",))
     stats.reset()
-    result = build_image(hook.engine, repo, model_files(tmp_path), tags=["v1"], base=f"{repo}@{base['digest']}")
+    result = build_image(
+        hook.engine, repo, model_files(tmp_path), tags=["v1"], base=on(hook, f"{repo}@{base['digest']}")
+    )
     assert stats.repository(repo).layers_completed == len(result.layers) + 1  # ours and our config
     assert result.base is not None and result.base.endswith(f"{repo}@{base['digest']}")
     assert result.images == [
@@ -161,7 +171,7 @@ def test_a_multi_platform_base_gives_an_index_sharing_our_layers(
     index_digest = put_base_index(hook.engine, "base/multi", children, ("latest",))
     stats.reset()
     result = build_image(
-        hook.engine, repo, model_files(tmp_path), path="/models", tags=["v1"], base="base/multi:latest"
+        hook.engine, repo, model_files(tmp_path), path="/models", tags=["v1"], base=on(hook, "base/multi:latest")
     )
     index, digest = manifest_of(ecr, repo, {"imageTag": "v1"})
     assert digest == result.image_digest and result.manifest_media_type == OCI_INDEX and result.config_digest == ""
@@ -185,8 +195,7 @@ def test_a_multi_platform_base_gives_an_index_sharing_our_layers(
         model_files(tmp_path),
         path="/models",
         tags=["arm"],
-        base="base/multi:latest",
-        platform="linux/arm64",
+        base=on(hook, "base/multi:latest", "linux/arm64"),
     )
     index, _ = manifest_of(ecr, repo, {"imageTag": "arm"})
     assert [m["platform"] for m in index["manifests"]] == [children[1]["platform"]]
@@ -226,7 +235,7 @@ def test_a_missing_base_or_platform_is_refused_before_anything_is_written(
     before = build_image(hook.engine, repo, model_files(tmp_path), tags=["v1"])
     stats.reset()
     with pytest.raises(InvalidInputError, match=message):
-        build_image(hook.engine, repo, model_files(tmp_path), tags=["v1"], base=base, platform=platform)
+        build_image(hook.engine, repo, model_files(tmp_path), tags=["v1"], base=on(hook, base, platform))
     assert stats.repository(repo).initiate_layer_upload_calls == 0 and stats.repository(repo).put_image_calls == 0
     assert manifest_of(ecr, repo, {"imageTag": "v1"})[1] == before.image_digest  # no tag moved
 
@@ -241,7 +250,7 @@ def test_a_docker_schema2_base_gives_an_oci_image_of_the_same_layers(
     ]
     put_base_index(hook.engine, "base/docker", children, ("latest",), docker=True)
     result = build_image(
-        hook.engine, repo, model_files(tmp_path), path="/models", tags=["v1"], base="base/docker:latest"
+        hook.engine, repo, model_files(tmp_path), path="/models", tags=["v1"], base=on(hook, "base/docker:latest")
     )
     index, _ = manifest_of(ecr, repo, {"imageTag": "v1"})
     assert index["mediaType"] == OCI_INDEX and {m["mediaType"] for m in index["manifests"]} == {OCI_MANIFEST}

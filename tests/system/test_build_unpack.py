@@ -19,9 +19,10 @@ import pytest
 
 from airflow_ecr_layers.cli import main
 from helpers import ROOT, MiB, pattern_bytes, sha256
-from image_builders import BASE_CONFIG, put_base_image, require_tools, run
+from image_builders import BASE_CONFIG, put_base_image, put_base_index, require_tools, run
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 FILES = {
     "config.json": b'{"model_type": "demo"}\n',
@@ -197,6 +198,34 @@ def test_the_example_dag_builds_a_prefix_into_an_image(airflow_db: Any, ecr: Any
     manifest, _ = _manifest(ecr, "demo/modelcar", "latest")
     assert manifest["annotations"] == {"org.opencontainers.image.title": "demo model"}
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"]
+
+
+def test_the_modelcar_example_dag_builds_on_a_multi_platform_base(
+    airflow_db: Any, ecr: Any, s3: Any, bucket: str, hook: Any
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for repository in ("docker-hub/library/busybox", "ml/sentiment-modelcar"):
+        ecr.create_repository(repositoryName=repository)
+    children = [
+        put_base_image(hook.engine, "docker-hub/library/busybox", [{"bin/sh": arch.encode()}], platform=f"linux/{arch}")
+        for arch in ("amd64", "arm64", "riscv64")
+    ]
+    put_base_index(hook.engine, "docker-hub/library/busybox", children, ("1.37",))
+    for name, data in {"config.json": b"{}", "model.joblib": pattern_bytes(4096, seed=4)}.items():
+        s3.put_object(Bucket=bucket, Key=f"models/sentiment/current/{name}", Body=data)
+    bag = DagBag(dag_folder=str(ROOT / "example_dags"))
+    assert bag.import_errors == {}
+    run = bag.get_dag("example_ecr_layers_modelcar").test(
+        run_conf={"source": f"s3://{bucket}/models/sentiment/current/"}
+    )
+    assert run.state == "success"
+    (image,) = ecr.batch_get_image(
+        repositoryName="ml/sentiment-modelcar", imageIds=[{"imageTag": "latest"}], acceptedMediaTypes=[OCI_INDEX]
+    )["images"]
+    index = json.loads(image["imageManifest"])
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
+    assert index["annotations"]["org.opencontainers.image.base.name"].endswith("/docker-hub/library/busybox:1.37")
 
 
 def _manifest(ecr: Any, repository: str, tag: str) -> tuple[dict[str, Any], str]:

@@ -1,12 +1,7 @@
-"""A build's base image: read out of ECR, its layers copied, its config kept, ours appended.
+"""A build's base image: its layers first, its config kept, ours appended.
 
-:func:`resolve_base` reads the base (one image, or an index of several platforms) through
-:class:`~airflow_ecr_layers.core.readback.copy.SourceImage`, as a copy reads its source: the
-manifests by BatchGetImage, each checked against its digest, and each platform's config
-(a small JSON blob, read from its download URL and checked against its digest). It only
-reads: a base that does not exist, a platform it lacks, a config that does not match its
-manifest are refused before the build writes anything.
-
+:func:`~airflow_ecr_layers.core.readback.base_image.resolve_base` reads the base out of ECR
+into a :class:`BaseImage` (the reading lives in the readback room, above this one).
 :meth:`BaseImage.compose` then makes the image on it: for each platform, the base's config
 with our layers' ``diff_ids`` appended to ``rootfs.diff_ids``, one ``history`` entry per
 layer of ours, our labels over its labels, the rest kept (``Env``, ``Entrypoint``, ``Cmd``,
@@ -27,20 +22,15 @@ One media type family per image, and the OCI one is where annotations
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from airflow_ecr_layers.core.ecr.references import ImageReference
-from airflow_ecr_layers.core.engine.transfer import EcrTransfer
-from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError, RepositoryNotFoundError
-from airflow_ecr_layers.core.limits import MAX_LAYERS, MiB, validate_digest
+from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.limits import MAX_LAYERS, MiB
 from airflow_ecr_layers.core.oci.image_plan import BlobRef, ImagePlan
 from airflow_ecr_layers.core.oci.manifest import (
-    DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
     INDEX_TYPES,
     OCI_CONFIG,
     OCI_INDEX,
@@ -52,10 +42,7 @@ from airflow_ecr_layers.core.oci.manifest import (
     encode_manifest,
     sha256_digest,
 )
-from airflow_ecr_layers.core.readback.copy import SourceImage
 from airflow_ecr_layers.core.sources.blobs import BytesSource
-
-log = logging.getLogger("airflow_ecr_layers")
 
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 BASE_NAME = "org.opencontainers.image.base.name"
@@ -91,7 +78,7 @@ def platform_text(platform: Mapping[str, Any]) -> str:
     return "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
 
 
-def _matches(wanted: PlatformLike, found: Mapping[str, Any]) -> bool:
+def matches(wanted: PlatformLike, found: Mapping[str, Any]) -> bool:
     if (found.get("os"), found.get("architecture")) != (wanted.os, wanted.architecture):
         return False
     return wanted.variant is None or found.get("variant") == wanted.variant
@@ -216,76 +203,12 @@ def merged_config(
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def resolve_base(
-    engine: EcrTransfer,
-    reference: ImageReference,
-    platforms: Sequence[PlatformLike] = (),
-) -> BaseImage:
-    """Read the base ``reference`` names: its manifest (and, for an index, each platform's), and
-    each platform's config. ``platforms`` picks platforms of an index (all but attestations
-    when empty) and must match a single image's. Reads only; every refusal names the base."""
-    try:
-        origin = SourceImage(engine, reference)
-        top = origin.image()
-    except RepositoryNotFoundError as exc:
-        raise InvalidInputError(
-            f"The base image {reference}: its repository {reference.repository_name!r} does not exist "
-            "(or this connection cannot read it); a pull-through cache repository exists once an image "
-            f"was pulled through it. Nothing was written. ({exc})"
-        ) from exc
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"The base image {reference} was not found: {exc}. Nothing was written.") from exc
-    body = _json(top.manifest, f"the base image {reference}'s manifest")
-    media_type = top.media_type or body.get("mediaType") or OCI_MANIFEST
-    name = str(
-        ImageReference(
-            reference.repository_name,
-            reference.tag,
-            None if reference.tag else top.image_digest,
-            origin.registry_id,
-            reference.region or engine.calls.region or None,
-        )
-    )
-    if media_type in INDEX_TYPES:
-        entries = [_entry(e, reference) for e in body.get("manifests") or []]
-        chosen = _choose(entries, platforms, reference)
-        images = [_platform(origin, str(e["digest"]), dict(e["platform"]), reference) for e in chosen]
-    elif media_type in (OCI_MANIFEST, DOCKER_MANIFEST):
-        image = _platform(origin, top.image_digest, {}, reference, record=(top.manifest, media_type))
-        found = {k: image.config[k] for k in ("os", "architecture", "variant") if image.config.get(k)}
-        if len(platforms) > 1 or (platforms and not _matches(platforms[0], found)):
-            raise InvalidInputError(
-                f"The base image {reference} is one image for {platform_text(found) or 'no platform'}, not "
-                f"{', '.join(map(_text, platforms))}; name a multi-platform base to build several. Nothing was written."
-            )
-        images = [BasePlatform({**found}, image.digest, image.layers, image.blobs, image.config)]
-    else:
-        raise InvalidInputError(
-            f"The base image {reference} is a {media_type}, not an image or an image index. Nothing was written."
-        )
-    log.info(
-        "Base image %s (%s): %s, %d layers",
-        name,
-        top.image_digest,
-        ", ".join(platform_text(i.platform) for i in images),
-        max(len(i.layers) for i in images),
-    )
-    return BaseImage(name, top.image_digest, media_type, images)
-
-
-def _text(platform: PlatformLike) -> str:
+def platform_label(platform: PlatformLike) -> str:
     return "/".join(p for p in (platform.os, platform.architecture, platform.variant) if p)
 
 
-def _entry(entry: object, reference: ImageReference) -> dict[str, Any]:
-    if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
-        raise InvalidInputError(f"The base index {reference} lists a manifest without a platform: {entry!r}")
-    validate_digest(entry.get("digest"), "child manifest digest")
-    return entry
-
-
-def _choose(
-    entries: list[dict[str, Any]], platforms: Sequence[PlatformLike], reference: ImageReference
+def choose_platforms(
+    entries: list[dict[str, Any]], platforms: Sequence[PlatformLike], reference: object
 ) -> list[dict[str, Any]]:
     """The index entries a build goes on: each named platform's (exactly one each), or every
     runnable one (not the ``unknown/unknown`` attestation manifests build tools add)."""
@@ -302,82 +225,18 @@ def _choose(
     available = ", ".join(platform_text(e["platform"]) for e in runnable) or "none"
     chosen = []
     for wanted in platforms:
-        found = [e for e in runnable if _matches(wanted, e["platform"])]
+        found = [e for e in runnable if matches(wanted, e["platform"])]
         if not found:
             raise InvalidInputError(
-                f"The base image {reference} has no platform {_text(wanted)} (it has {available}). Nothing was written."
+                f"The base image {reference} has no platform {platform_label(wanted)} (it has {available}). "
+                "Nothing was written."
             )
         if len(found) > 1:
             raise InvalidInputError(
-                f"The base image {reference} has several {_text(wanted)} variants "
-                f"({', '.join(platform_text(e['platform']) for e in found)}): name the variant. Nothing was written."
+                f"The base image {reference} has several {platform_label(wanted)} variants "
+                f"({', '.join(platform_text(e['platform']) for e in found)}): name the variant. "
+                "Nothing was written."
             )
         if found[0] not in chosen:
             chosen.append(found[0])
     return chosen
-
-
-def _platform(
-    origin: SourceImage,
-    digest: str,
-    platform: dict[str, Any],
-    reference: ImageReference,
-    record: tuple[bytes, str] | None = None,
-) -> BasePlatform:
-    """One image of the base: its layers as OCI descriptors and download sources, its config read."""
-    if record is None:
-        found = origin.image(digest)
-        record = (found.manifest, found.media_type or "")
-    data, media_type = record
-    body = _json(data, f"the base image {reference}'s manifest {digest}")
-    media_type = media_type or body.get("mediaType") or OCI_MANIFEST
-    if media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
-        raise InvalidInputError(f"The base image {reference} names {digest}, a {media_type}, not an image manifest")
-    config_descriptor = body.get("config") or {}
-    if config_descriptor.get("mediaType") not in (OCI_CONFIG, DOCKER_CONFIG):
-        raise InvalidInputError(
-            f"The base image {reference} ({digest}) has a {config_descriptor.get('mediaType')} config, "
-            "not an image config: an artifact cannot be a base. Nothing was written."
-        )
-    layers, blobs = [], []
-    for layer in body.get("layers") or []:
-        layer_type = LAYER_TYPES.get(str(layer.get("mediaType")))
-        if layer_type is None or layer.get("urls"):
-            raise InvalidInputError(
-                f"The base image {reference} ({digest}) has a layer {layer.get('digest')} of type "
-                f"{layer.get('mediaType')}{' with URLs (non-distributable)' if layer.get('urls') else ''}, "
-                "which a build cannot copy. Nothing was written."
-            )
-        blob = origin.blob(layer)
-        layers.append(Descriptor(layer_type, blob.digest, blob.size, dict(layer.get("annotations") or {})))
-        blobs.append(BlobRef(blob.digest, blob.size, layer_type, blob.source))
-    config = _read_config(origin.blob(config_descriptor), reference)
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
-        raise InvalidInputError(
-            f"The base image {reference} ({digest}): its config lists "
-            f"{len(diff_ids) if isinstance(diff_ids, list) else 'no'} diff_ids for {len(layers)} layers. "
-            "Nothing was written."
-        )
-    return BasePlatform(platform, digest, layers, blobs, config)
-
-
-def _read_config(blob: BlobRef, reference: ImageReference) -> dict[str, Any]:
-    if blob.size > MAX_CONFIG_SIZE:
-        raise InvalidInputError(f"The base image {reference}'s config is {blob.size} bytes, over {MAX_CONFIG_SIZE}")
-    with blob.source.open_at(0, max(blob.size, 1)) as handle:
-        data = handle.read(blob.size) if blob.size else b""
-    actual = sha256_digest(data)
-    if actual != blob.digest:
-        raise DigestMismatchError(f"The base image {reference}'s config hashes to {actual}, not {blob.digest}")
-    return _json(data, f"the base image {reference}'s config")
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{what} is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInputError(f"{what} is not a JSON object")
-    return body

@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from airflow_ecr_layers.core.build.base import BaseImage, Composed, resolve_base
+from airflow_ecr_layers.core.build.base import BaseImage, Composed
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
-from airflow_ecr_layers.core.ecr.references import ImageReference, parse_reference
 from airflow_ecr_layers.core.engine.planning import plan_parts, validate_part_size
 from airflow_ecr_layers.core.engine.results import ManifestResult
 from airflow_ecr_layers.core.engine.resume import ResumeStore
@@ -291,8 +290,7 @@ def build_image(
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resume: ResumeStore | None = None,
-    base: str | ImageReference | BaseImage | None = None,
-    base_engine: EcrTransfer | None = None,
+    base: BaseImage | None = None,
 ) -> BuildResult:
     """Build an image of ``files`` at ``path`` in the repository, data-only or on ``base``, and tag it.
 
@@ -304,18 +302,16 @@ def build_image(
 
     :param path: the absolute folder the files land under (``/models``).
     :param platform: the config's ``os/architecture[/variant]`` (default ``linux/amd64``); on a
-        base, the platforms of its index to build on (one or a list; default all of them),
-        or the single base image's own platform (default: whatever it is).
+        base, its platforms were chosen when it was read (``resolve_base``).
     :param annotations: the manifest's annotations (``org.opencontainers.image.*``...).
     :param labels: the config's ``Labels``.
     :param source_date_epoch: the entries' mtime and the config's ``created``, in
         seconds; by default ``SOURCE_DATE_EPOCH``, else mtime 0 and no ``created``.
     :param big_file_size: a file of this size or more is a layer of its own.
-    :param base: an image in ECR (``[REGISTRY.dkr.ecr.REGION.amazonaws.com/]REPO:TAG|@DIGEST``,
-        or :func:`~.base.resolve_base`'s result): its layers first (copied into the repository
-        where missing), its config kept, ours appended; an index gives an index.
-    :param base_engine: the engine to read the base with (another account's or region's);
-        ``engine`` by default.
+    :param base: the base image, as
+        :func:`~airflow_ecr_layers.core.readback.base_image.resolve_base` read it out of ECR:
+        its layers first (copied into the repository where missing), its config kept, ours
+        appended; an index gives an index. None: a data-only image.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -331,10 +327,9 @@ def build_image(
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
-    on = _base(base_engine or engine, base, platforms)
-    if on is not None:
-        on.check_layer_limit(len(plan.layers))
-        _composed(on, plan, [_PLACEHOLDER] * len(plan.layers), epoch, labels, annotations)  # the manifests' sizes
+    if base is not None:
+        base.check_layer_limit(len(plan.layers))
+        _composed(base, plan, [_PLACEHOLDER] * len(plan.layers), epoch, labels, annotations)  # the manifests' sizes
     else:
         # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
         _manifest(
@@ -361,14 +356,14 @@ def build_image(
     )
     digests = [blob.digest for blob in pushed]
     images: list[dict[str, Any]] = []
-    if on is not None:
-        composed = _composed(on, plan, digests, epoch, labels, annotations)
+    if base is not None:
+        composed = _composed(base, plan, digests, epoch, labels, annotations)
         image, manifest = composed.plan, composed.plan.top
-        config_digest = "" if on.is_index else composed.configs[0]
+        config_digest = "" if base.is_index else composed.configs[0]
         built_for = ",".join(composed.platforms)
         images = [
             {"platform": p, "image_digest": m.digest, "config_digest": c, "base_layers": len(b.layers)}
-            for p, m, c, b in zip(composed.platforms, composed.manifests, composed.configs, on.images, strict=True)
+            for p, m, c, b in zip(composed.platforms, composed.manifests, composed.configs, base.images, strict=True)
         ]
     else:
         config = image_config(
@@ -410,8 +405,8 @@ def build_image(
             BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent)
             for layer, blob in zip(plan.layers, pushed, strict=True)
         ],
-        base=on.name if on else None,
-        base_digest=on.digest if on else None,
+        base=base.name if base else None,
+        base_digest=base.digest if base else None,
         images=images,
     )
     totals = result.totals
@@ -443,18 +438,8 @@ def _layer_blobs(plan: BuildPlan, digests: Sequence[str]) -> list[BlobRef]:
     ]
 
 
-def _base(
-    engine: EcrTransfer, base: str | ImageReference | BaseImage | None, platforms: Sequence[Platform]
-) -> BaseImage | None:
-    """The base, read (nothing written), or None for a data-only image."""
-    if base is None or isinstance(base, BaseImage):
-        return base
-    reference = base if isinstance(base, ImageReference) else parse_reference(base)
-    return resolve_base(engine, reference, platforms)
-
-
 def _composed(
-    on: BaseImage,
+    base: BaseImage,
     plan: BuildPlan,
     digests: Sequence[str],
     epoch: int | None,
@@ -462,7 +447,7 @@ def _composed(
     annotations: Mapping[str, str],
 ) -> Composed:
     comments = [f"{layer.files} files" for layer in plan.layers]
-    return on.compose(
+    return base.compose(
         _layer_blobs(plan, digests),
         digests,  # uncompressed layers: a layer's digest is its diff id
         history_entries(epoch, comments),

@@ -12,7 +12,7 @@ from airflow_ecr_layers.core.build.base import (
     BASE_NAME,
     BaseImage,
     BasePlatform,
-    _choose,
+    choose_platforms,
     merged_config,
 )
 from airflow_ecr_layers.core.build.image import Platform, platforms_of
@@ -75,7 +75,7 @@ ENTRIES = [
     ],
 )
 def test_the_platforms_named_pick_entries_of_the_index(named: list[str], chosen: list[int]) -> None:
-    picked = _choose(ENTRIES, platforms_of(named), REF)
+    picked = choose_platforms(ENTRIES, platforms_of(named), REF)
     assert [int(e["digest"].split(":")[1], 16) for e in picked] == chosen
 
 
@@ -92,7 +92,7 @@ def test_the_platforms_named_pick_entries_of_the_index(named: list[str], chosen:
 )
 def test_a_platform_the_index_lacks_or_names_twice_is_refused(named: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
-        _choose(ENTRIES, platforms_of(named), REF)
+        choose_platforms(ENTRIES, platforms_of(named), REF)
 
 
 def base_image(layers: int, platforms: int = 1) -> BaseImage:
