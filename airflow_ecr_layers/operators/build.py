@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow_ecr_layers.core.build.base import BaseImage
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE
-from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build, platforms_of
+from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build, platforms_of, target_platform
 from airflow_ecr_layers.core.ecr.references import parse_reference
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.readback.base_image import resolve_base
@@ -101,6 +101,7 @@ class BuildImageOperator(StoragePushOperator):
         # refuse what cannot be built before create_repository writes anything
         plan = plan_build(files, path=path, big_file_size=self.big_file_size, part_size=settings["part_size"])
         base = self.resolve_base(platforms)
+        target_platform(platforms, base)
         if base is not None:
             base.check_layer_limit(len(plan.layers))
         self.prepare_repository(self.repository_name)

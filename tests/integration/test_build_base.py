@@ -336,6 +336,27 @@ def test_the_operator_refuses_a_missing_base_before_it_creates_the_repository(
     assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["base/busybox"]
 
 
+def test_the_layer_limit_counts_the_base_and_refuses_before_the_repository_is_created(
+    s3: Any, bucket: str, ecr: Any, busybox: dict[str, Any], stats: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECR's ~500 layers per image, lowered here to 3: the base's two layers and our two are four."""
+    monkeypatch.setattr("airflow_ecr_layers.core.build.base.MAX_LAYERS", 3)
+    s3.put_object(Bucket=bucket, Key="model/small.txt", Body=b"s")
+    s3.put_object(Bucket=bucket, Key="model/big.bin", Body=bytes(70_000))
+    stats.reset()
+    with pytest.raises(InvalidInputError, match=r"has 2 layers and the build 2: 4 in all, over ECR's limit of 3"):
+        BuildImageOperator(
+            task_id="build",
+            source=f"s3://{bucket}/model/",
+            repository_name="build/new",
+            base="base/busybox:1.36",
+            big_file_size=65_536,
+            create_repository=True,
+        ).execute({})
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["base/busybox"]
+    assert stats.total().initiate_layer_upload_calls == 0
+
+
 def test_the_cli_builds_on_a_base_for_the_platforms_named(
     capsys: Any, repo: str, ecr: Any, hook: Any, aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -120,6 +120,13 @@ def platforms_of(platform: str | Sequence[str | Platform] | None) -> list[Platfo
     return list(dict.fromkeys(found))
 
 
+def target_platform(platforms: Sequence[Platform], base: BaseImage | None) -> Platform:
+    """A data-only image's one platform (``linux/amd64`` unless named); on a base, the base's decide."""
+    if base is None and len(platforms) > 1:
+        raise InvalidInputError("Several platforms need a multi-platform base image to build on")
+    return platforms[0] if platforms else Platform.parse(DEFAULT_PLATFORM)
+
+
 def build_epoch(value: int | str | None = None) -> int | None:
     """The build's timestamp: ``value``, else the ``SOURCE_DATE_EPOCH`` environment variable,
     else None (entries get mtime 0 and the config no ``created``)."""
@@ -319,10 +326,7 @@ def build_image(
     max_concurrency = check_max_concurrency(max_concurrency)
     if part_size is not None:
         validate_part_size(part_size)
-    platforms = platforms_of(platform)
-    if base is None and len(platforms) > 1:
-        raise InvalidInputError("Several platforms need a multi-platform base image to build on")
-    target = platforms[0] if platforms else Platform.parse(DEFAULT_PLATFORM)
+    target = target_platform(platforms_of(platform), base)
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
