@@ -211,6 +211,11 @@ def platform_of(body: dict[str, Any]) -> tuple[Any, ...]:
     [
         ("base/busybox:9.99", None, r"base image base/busybox:9\.99 was not found"),
         ("base/nothing:1", None, r"base image base/nothing:1: its repository 'base/nothing' does not exist"),
+        (  # another account's repository this connection cannot read
+            f"{OTHER_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/base/busybox:1.36",
+            None,
+            r"its repository 'base/busybox' does not exist \(or this connection cannot read it\)",
+        ),
         ("base/busybox:1.36", "linux/arm64", r"is one image for linux/amd64, not linux/arm64"),
         ("base/multi:latest", "linux/s390x", r"has no platform linux/s390x \(it has linux/amd64, linux/arm64\)"),
     ],

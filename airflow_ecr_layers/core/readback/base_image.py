@@ -55,14 +55,19 @@ def resolve_base(
     each platform's config. ``platforms`` picks platforms of an index (all but attestations
     when empty) and must match a single image's. Reads only; every refusal names the base."""
     try:
-        origin = SourceImage(engine, reference)
-        top = origin.image()
+        return _resolve(engine, reference, platforms)
     except RepositoryNotFoundError as exc:
         raise InvalidInputError(
             f"The base image {reference}: its repository {reference.repository_name!r} does not exist "
             "(or this connection cannot read it); a pull-through cache repository exists once an image "
             f"was pulled through it. Nothing was written. ({exc})"
         ) from exc
+
+
+def _resolve(engine: EcrTransfer, reference: ImageReference, platforms: Sequence[PlatformLike]) -> BaseImage:
+    origin = SourceImage(engine, reference)
+    try:
+        top = origin.image()
     except InvalidInputError as exc:
         raise InvalidInputError(f"The base image {reference} was not found: {exc}. Nothing was written.") from exc
     body = _json(top.manifest, f"the base image {reference}'s manifest")

@@ -75,7 +75,9 @@ class SourceImage:
     def __init__(self, engine: EcrTransfer, reference: ImageReference) -> None:
         self.engine = engine
         self.reference = reference
-        self.registry_id = engine.calls.repository_registry_id(reference.repository_name, reference.registry_id)
+        # A registry named in the reference is taken as it is: another account's repository policy
+        # usually grants the pull actions (BatchGetImage, GetDownloadUrlForLayer), not DescribeRepositories.
+        self.registry_id = reference.registry_id or engine.calls.repository_registry_id(reference.repository_name)
 
     def image(self, digest: str | None = None) -> ImageRecord:
         at = self.reference if digest is None else ImageReference(self.reference.repository_name, digest=digest)
