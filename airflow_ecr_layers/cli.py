@@ -3,8 +3,8 @@
     airflow-ecr-layers push SOURCE... REPOSITORY[:TAG] [--tag T] [--artifact-type T] [--annotation k=v]
         [--chunk-size BYTES] [--hash-first] [--no-reuse] [--reuse-from TAG|DIGEST] [--verify-reuse]
         [--record-source]
-    airflow-ecr-layers build SOURCE... REPOSITORY[:TAG] [--path /models] [--tag T] [--platform OS/ARCH]
-        [--annotation k=v] [--label k=v] [--executable GLOB]
+    airflow-ecr-layers build SOURCE... REPOSITORY[:TAG] [--path /models] [--tag T] [--platform OS/ARCH]...
+        [--base REF] [--base-conn-id C] [--annotation k=v] [--label k=v] [--executable GLOB]
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
     airflow-ecr-layers pull REPOSITORY[:TAG|@DIGEST] DEST_URL [--include GLOB]
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
@@ -193,7 +193,9 @@ def cmd_push(args: argparse.Namespace, progress: ProgressListener | None = None)
 
 
 def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None) -> dict[str, Any]:
-    from airflow_ecr_layers.core.build.image import build_image, files_of
+    from airflow_ecr_layers.core.build.image import build_image, files_of, platforms_of
+    from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.readback.base_image import resolve_base
     from airflow_ecr_layers.storage import open_sources
 
     *urls, reference = args.items
@@ -201,13 +203,19 @@ def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None
         raise InvalidInputError("build needs at least one SOURCE before REPOSITORY[:TAG]")
     repository, tags = split_reference(reference)
     files = files_of(open_sources(urls, storage_of(args), allow_empty=True), args.executable)
+    platforms = platforms_of(args.platform)
+    base = None
+    if args.base:
+        reference = parse_reference(args.base)
+        base = resolve_base(make_engine(args, args.base_conn_id, reference.region), reference, platforms)
     return build_image(
         make_engine(args, progress=progress),
         repository,
         files,
         path=args.path,
         tags=tags + args.tag,
-        platform=args.platform,
+        platform=platforms,
+        base=base,
         annotations=parse_annotations(args.annotation),
         labels=parse_annotations(args.label),
         registry_id=args.registry_id,
@@ -314,7 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("items", nargs="+", metavar="SOURCE... REPOSITORY[:TAG]")
     build.add_argument("--path", default="/", help="the folder in the image the files land under (default /)")
     build.add_argument("--tag", action="append", default=[], help="another tag (repeatable)")
-    build.add_argument("--platform", default="linux/amd64", help="OS/ARCH[/VARIANT] (default linux/amd64)")
+    build.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="OS/ARCH[/VARIANT] (repeatable or a,b; default linux/amd64, or on --base the base's platforms)",
+    )
+    build.add_argument(
+        "--base", metavar="REF", help="base image: [REGISTRY.dkr.ecr.REGION.amazonaws.com/]REPOSITORY:TAG|@DIGEST"
+    )
+    build.add_argument("--base-conn-id", help="Airflow connection to read the base with (default: --conn-id)")
     build.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE", help="manifest annotation")
     build.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="image config label")
     build.add_argument(

@@ -4,8 +4,8 @@ Each file lands under ``/models`` in uncompressed tar layers (a big file alone, 
 in groups chosen by their paths), streamed from S3 into ECR: no docker daemon, no local
 copy. The same files give the same image digest, from S3 or from a local copy, so a day
 with no change tags the digest the day before had. The image is what a Kubernetes
-``image`` volume mounts (see docs/operators/build-image.md); a base image (for KServe
-modelcars, which need a shell) comes next.
+``image`` volume mounts (see docs/operators/build-image.md); on a base image, for KServe
+modelcars, which need a shell: example_ecr_layers_modelcar.
 """
 
 from __future__ import annotations

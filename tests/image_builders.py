@@ -262,3 +262,97 @@ def write_tar(path: Path, entries: list[TarEntry], *, compress: bool = False) ->
     data = buffer.getvalue()
     path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
     return path
+
+
+# --- base images put straight into ECR (for builds on a base) ------------------------
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+BASE_CONFIG = {
+    "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
+    "Entrypoint": ["/bin/sh", "-c"],
+    "Cmd": ["sleep infinity"],
+    "WorkingDir": "/work",
+    "User": "1000",
+    "Labels": {"vendor": "a tiny base", "team": "base"},
+}
+
+
+def base_layer(files: dict[str, bytes]) -> bytes:
+    """A busybox-like layer: its folders, then its files; ``bin/*`` executable; mtime 0."""
+    buffer = io.BytesIO()
+    folders = sorted({"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)})
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755 if name.startswith("bin/") else 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def put_base_image(
+    engine: Any,
+    repository: str,
+    layers: list[dict[str, bytes]],
+    *,
+    platform: str = "linux/amd64",
+    tags: tuple[str, ...] = (),
+    docker: bool = False,
+) -> dict[str, Any]:
+    """Put a small runnable image into ECR: one tar layer per dict of files (gzip with Docker
+    schema 2 media types when ``docker``), a config with Env, Entrypoint, Cmd, WorkingDir,
+    User, Labels and history. Returns its descriptor as an index names it."""
+    from airflow_ecr_layers.core.oci.manifest import encode_manifest
+    from airflow_ecr_layers.core.sources.blobs import BytesSource
+
+    os_name, arch, *variant = platform.split("/")
+    descriptors, diff_ids = [], []
+    for files in layers:
+        tar = base_layer(files)
+        data = gzip.compress(tar, mtime=0) if docker else tar
+        media_type = DOCKER_LAYER_GZIP if docker else OCI_LAYER
+        engine.push_blob(repository, BytesSource(data), media_type=media_type)
+        descriptors.append({"mediaType": media_type, "digest": sha256(data), "size": len(data)})
+        diff_ids.append(sha256(tar))
+    config = {
+        "created": "2024-01-01T00:00:00Z",
+        "architecture": arch,
+        **({"variant": variant[0]} if variant else {}),
+        "os": os_name,
+        "config": BASE_CONFIG,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"/bin/sh -c #(nop) ADD layer {n}"} for n in range(len(layers))]
+        + [{"created_by": '/bin/sh -c #(nop) CMD ["sleep infinity"]', "empty_layer": True}],
+    }
+    config_bytes = json.dumps(config).encode()
+    config_type = DOCKER_CONFIG if docker else OCI_CONFIG
+    engine.push_blob(repository, BytesSource(config_bytes), media_type=config_type)
+    manifest_type = DOCKER_MANIFEST if docker else OCI_MANIFEST
+    body = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": sha256(config_bytes), "size": len(config_bytes)},
+        "layers": descriptors,
+    }
+    manifest = encode_manifest(body, manifest_type)
+    engine.put_manifest(repository, manifest, list(tags))
+    platform_body = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
+    return {"mediaType": manifest_type, "digest": manifest.digest, "size": manifest.size, "platform": platform_body}
+
+
+def put_base_index(
+    engine: Any, repository: str, children: list[dict[str, Any]], tags: tuple[str, ...] = (), *, docker: bool = False
+) -> str:
+    """Put an index (a Docker manifest list when ``docker``) over ``children``; its digest."""
+    from airflow_ecr_layers.core.oci.manifest import encode_manifest
+
+    media_type = DOCKER_MANIFEST_LIST if docker else OCI_INDEX
+    index = encode_manifest({"schemaVersion": 2, "mediaType": media_type, "manifests": children}, media_type)
+    engine.put_manifest(repository, index, list(tags))
+    return str(index.digest)

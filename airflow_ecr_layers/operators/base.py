@@ -92,6 +92,12 @@ class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
     def checked_registry_id(self) -> str | None:
         return validate_registry_id(self.registry_id)
 
+    def engine_on(self, aws_conn_id: str | None, region_name: str | None) -> EcrTransfer:
+        """An engine on another connection (``aws_conn_id`` if None) and region (that connection's
+        own if None), with this operator's settings: a copy's source, a build's base."""
+        parameters = {**self._hook_parameters, "aws_conn_id": aws_conn_id or self.aws_conn_id}
+        return EcrLayersHook(**{**parameters, "region_name": region_name}).engine
+
 
 class CreatesRepository(EcrLayersBaseOperator):
     """An operator that writes into a repository and can create it first (see docs/repositories.md).

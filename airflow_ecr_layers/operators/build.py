@@ -1,12 +1,16 @@
-"""Build a data-only image from object storage files: reproducible tar layers, no docker daemon."""
+"""Build an image from object storage files, data-only or on a base image: reproducible tar layers, no docker daemon."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_ecr_layers.core.build.base import BaseImage
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE
-from airflow_ecr_layers.core.build.image import DEFAULT_PLATFORM, Platform, build_image, files_of, plan_build
+from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build, platforms_of, target_platform
+from airflow_ecr_layers.core.ecr.references import parse_reference
+from airflow_ecr_layers.core.errors import InvalidInputError
+from airflow_ecr_layers.core.readback.base_image import resolve_base
 from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.operators.base import StoragePushOperator
 
@@ -21,14 +25,21 @@ class BuildImageOperator(StoragePushOperator):
     big file alone, small files in groups a change touches one of), each streamed from the
     sources into ECR while it is hashed; then the image config and the OCI manifest, and the
     tags last. The same files give the same image digest, whether they are read from S3 or
-    from a local copy. No base image yet: the image holds the files only (what Kubernetes
-    image volumes and KServe modelcars mount).
+    from a local copy. Without ``base`` the image holds the files only (what a Kubernetes
+    image volume mounts); on a base (its layers first, copied into the repository where
+    missing, its config kept) it runs as the base does (what a KServe modelcar needs).
 
     :param source: an ``ObjectStoragePath`` URL; a prefix ending in ``/``; a glob; or a list of
         these (as :class:`~airflow_ecr_layers.operators.PushArtifactOperator` takes them). Empty
         files are welcome.
     :param path: the absolute folder in the image the files land under (default ``/``).
-    :param platform: the image's ``os/architecture[/variant]`` (default ``linux/amd64``).
+    :param platform: the image's ``os/architecture[/variant]`` (default ``linux/amd64``); on a
+        base: the platforms of its index to build on (one, a list, or ``a,b``; default all), or
+        the single base image's own platform (default: whatever it is).
+    :param base: a base image in ECR: ``REPOSITORY:TAG``, ``REPOSITORY@sha256:...``, or
+        ``REGISTRY_ID.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG`` (another account or region,
+        a pull-through cache). An index gives an index.
+    :param base_aws_conn_id: the connection to read the base with; ``aws_conn_id`` if unset.
     :param annotations: the manifest's annotations (``org.opencontainers.image.*``...).
     :param labels: the image config's ``Labels``.
     :param executable: globs of file names (``bin/*``, ``*.sh``) written with mode 0755.
@@ -37,7 +48,8 @@ class BuildImageOperator(StoragePushOperator):
     :param big_file_size: files of this many bytes or more get a layer of their own (16 MiB).
     :return: the PutImage result, ``config_digest``, ``platform``, ``path``, ``layers`` (per
         layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``) and
-        ``totals`` (``files``, ``layers``, ``skipped``, ``bytes``, ``bytes_read``, ``bytes_sent``).
+        ``totals`` (``files``, ``layers``, ``skipped``, ``bytes``, ``bytes_read``, ``bytes_sent``);
+        ``base``, ``base_digest`` and ``images`` (per platform) on a base.
 
     Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size``,
     ``max_concurrency`` and ``create_repository`` (see :class:`StoragePushOperator`).
@@ -51,6 +63,8 @@ class BuildImageOperator(StoragePushOperator):
         "labels",
         "executable",
         "source_date_epoch",
+        "base",
+        "base_aws_conn_id",
     )
 
     def __init__(
@@ -58,12 +72,14 @@ class BuildImageOperator(StoragePushOperator):
         *,
         source: str | Sequence[str],
         path: str = "/",
-        platform: str = DEFAULT_PLATFORM,
+        platform: str | Sequence[str] | None = None,
         annotations: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         executable: Sequence[str] | str = (),
         source_date_epoch: int | str | None = None,
         big_file_size: int = BIG_FILE_SIZE,
+        base: str | None = None,
+        base_aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -74,22 +90,28 @@ class BuildImageOperator(StoragePushOperator):
         self.executable = executable
         self.source_date_epoch = source_date_epoch
         self.big_file_size = big_file_size
+        self.base = base
+        self.base_aws_conn_id = base_aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.push_settings(context)
         sources = open_sources(self.source, self.source_conn_id, aws_conn_id=self.aws_conn_id, allow_empty=True)
         files = files_of(sources, self.executable or ())
-        path, platform = self.path or "/", self.platform or DEFAULT_PLATFORM
+        path, platforms = self.path or "/", platforms_of(self.platform)
         # refuse what cannot be built before create_repository writes anything
-        Platform.parse(platform)
-        plan_build(files, path=path, big_file_size=self.big_file_size, part_size=settings["part_size"])
+        plan = plan_build(files, path=path, big_file_size=self.big_file_size, part_size=settings["part_size"])
+        base = self.resolve_base(platforms)
+        target_platform(platforms, base)
+        if base is not None:
+            base.check_layer_limit(len(plan.layers))
         self.prepare_repository(self.repository_name)
         result = build_image(
             self.engine,
             self.repository_name,
             files,
             path=path,
-            platform=platform,
+            platform=platforms,
+            base=base,
             annotations=self.annotations,
             labels=self.labels,
             source_date_epoch=self.source_date_epoch,
@@ -106,3 +128,14 @@ class BuildImageOperator(StoragePushOperator):
             result.path,
         )
         return self.publish(context, result, [source.name for source in sources])
+
+    def resolve_base(self, platforms: Sequence[Any]) -> BaseImage | None:
+        """The base read through ``base_aws_conn_id`` (in the reference's region), or None."""
+        if not self.base:
+            return None
+        if not isinstance(self.base, str):
+            raise InvalidInputError(f"base must be an image reference, got {self.base!r}")
+        reference = parse_reference(self.base)
+        same = not self.base_aws_conn_id and reference.region in (None, self.engine.calls.region)
+        engine = self.engine if same else self.engine_on(self.base_aws_conn_id, reference.region)
+        return resolve_base(engine, reference, platforms)

@@ -10,7 +10,6 @@ from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.limits import validate_registry_id, validate_tags
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.readback.copy import copy_image
-from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.operators.base import PublishesImage
 from airflow_ecr_layers.operators.xcom import optional_int
 
@@ -113,16 +112,8 @@ class CopyImageOperator(PublishesImage):
         tags = validate_tags([self.tags] if isinstance(self.tags, str) else list(self.tags or []))
         if target.tag:
             tags = [target.tag, *(t for t in tags if t != target.tag)]
-        source_hook = EcrLayersHook(
-            aws_conn_id=self.source_aws_conn_id or self.aws_conn_id,
-            region_name=source.region,  # the source connection's own region unless named
-            verify=self.verify,
-            config=self.botocore_config,
-            retry_policy=self.upload_retry_policy,
-            fast_upload=self.fast_upload,
-        )
         result = copy_image(
-            source_hook.engine,
+            self.engine_on(self.source_aws_conn_id, source.region),  # the connection's own region unless named
             source,
             self.engine,
             target.repository_name,

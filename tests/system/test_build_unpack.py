@@ -3,7 +3,8 @@
 The image is built into the embedded strict ECR (from S3 and, for the same files, from a local
 folder: one digest), read back through the ECR API (BatchGetImage, GetDownloadUrlForLayer) into
 an OCI image layout, and unpacked with ``umoci unpack --rootless``: the root filesystem holds the
-source files at ``--path``, byte for byte, with the modes the build gives, and nothing else.
+source files at ``--path``, byte for byte, with the modes the build gives, and nothing else; built
+on a base image, the base's files beside them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import pytest
 
 from airflow_ecr_layers.cli import main
 from helpers import ROOT, MiB, pattern_bytes, sha256
-from image_builders import require_tools, run
+from image_builders import BASE_CONFIG, put_base_image, put_base_index, require_tools, run
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 FILES = {
     "config.json": b'{"model_type": "demo"}\n',
@@ -136,6 +138,51 @@ def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
     assert config["root"]["path"] == "rootfs"
 
 
+def test_umoci_unpacks_an_image_built_on_a_base_into_the_base_files_beside_ours(
+    capsys: Any, tmp_path: Path, ecr: Any, hook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busybox-like base (made here from tar layers, no network) in another repository: the
+    built image unpacks into the base's files and ours at ``--path``, and runs as the base does."""
+    require_tools()
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    for repository in ("base/tiny", "build/modelcar"):
+        ecr.create_repository(repositoryName=repository)
+    base_files = [
+        {"bin/sh": b"#!a tiny shell\n", "bin/ln": b"#!a tiny ln\n", "bin/sleep": b"#!a tiny sleep\n"},
+        {"etc/passwd": b"root:x:0:0::/root:/bin/sh\n", "etc/os-release": b"NAME=tiny\n"},
+    ]
+    put_base_image(hook.engine, "base/tiny", base_files, tags=("1.0",))
+    model = {name: data for name, data in FILES.items() if not name.startswith("shards/")}
+    folder = write_folder(tmp_path / "model", model)
+    capsys.readouterr()
+    code = main(
+        ["build", f"file://{folder}/", "build/modelcar:v1", "--path", "/models", "--base", "base/tiny:1.0"]
+        + ["--conn-id", "aws_default"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["base"].endswith("/base/tiny:1.0")
+
+    layout = tmp_path / "layout"
+    export_layout(ecr, "build/modelcar", "v1", layout)
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", bundle)
+    unpacked = tree(bundle / "rootfs")
+    files = {name: entry for name, entry in unpacked.items() if entry[0] == "file"}
+    assert files == {
+        **{
+            name: ("file", data, 0o755 if name.startswith("bin/") else 0o644)
+            for f in base_files
+            for name, data in f.items()
+        },
+        **{f"models/{name}": ("file", data, 0o644) for name, data in model.items()},
+    }
+    assert {"bin", "etc", "models"} <= {name for name, entry in unpacked.items() if entry[0] == "dir"}
+    process = json.loads((bundle / "config.json").read_text())["process"]  # umoci's runtime spec: the base's config
+    assert process["args"] == [*BASE_CONFIG["Entrypoint"], *BASE_CONFIG["Cmd"]]
+    assert process["cwd"] == BASE_CONFIG["WorkingDir"] and BASE_CONFIG["Env"][1] in process["env"]
+
+
 def test_the_example_dag_builds_a_prefix_into_an_image(airflow_db: Any, ecr: Any, s3: Any, bucket: str) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -151,6 +198,34 @@ def test_the_example_dag_builds_a_prefix_into_an_image(airflow_db: Any, ecr: Any
     manifest, _ = _manifest(ecr, "demo/modelcar", "latest")
     assert manifest["annotations"] == {"org.opencontainers.image.title": "demo model"}
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"]
+
+
+def test_the_modelcar_example_dag_builds_on_a_multi_platform_base(
+    airflow_db: Any, ecr: Any, s3: Any, bucket: str, hook: Any
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for repository in ("docker-hub/library/busybox", "ml/sentiment-modelcar"):
+        ecr.create_repository(repositoryName=repository)
+    children = [
+        put_base_image(hook.engine, "docker-hub/library/busybox", [{"bin/sh": arch.encode()}], platform=f"linux/{arch}")
+        for arch in ("amd64", "arm64", "riscv64")
+    ]
+    put_base_index(hook.engine, "docker-hub/library/busybox", children, ("1.37",))
+    for name, data in {"config.json": b"{}", "model.joblib": pattern_bytes(4096, seed=4)}.items():
+        s3.put_object(Bucket=bucket, Key=f"models/sentiment/current/{name}", Body=data)
+    bag = DagBag(dag_folder=str(ROOT / "example_dags"))
+    assert bag.import_errors == {}
+    run = bag.get_dag("example_ecr_layers_modelcar").test(
+        run_conf={"source": f"s3://{bucket}/models/sentiment/current/"}
+    )
+    assert run.state == "success"
+    (image,) = ecr.batch_get_image(
+        repositoryName="ml/sentiment-modelcar", imageIds=[{"imageTag": "latest"}], acceptedMediaTypes=[OCI_INDEX]
+    )["images"]
+    index = json.loads(image["imageManifest"])
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
+    assert index["annotations"]["org.opencontainers.image.base.name"].endswith("/docker-hub/library/busybox:1.37")
 
 
 def _manifest(ecr: Any, repository: str, tag: str) -> tuple[dict[str, Any], str]:

@@ -11,8 +11,9 @@ files at one path, too many layers, a bad platform or tag) it refuses before wri
 The image's bytes depend on the files only: names, bytes, the executable marks, ``path``,
 the platform, labels and annotations, and ``SOURCE_DATE_EPOCH``. Where the bytes were read
 from (S3, a local folder) is written nowhere in it, so the same files give the same
-digest from anywhere. No base image yet: the image holds only the files (a data-only
-image, which Kubernetes image volumes and KServe modelcars mount).
+digest from anywhere. Without a base the image holds only the files (a data-only image,
+which Kubernetes image volumes mount); on a ``base`` (:mod:`.base`: its layers first, its
+config kept) it runs as the base does, as KServe modelcars need.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from airflow_ecr_layers.core.build.base import BaseImage, Composed
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
 from airflow_ecr_layers.core.engine.planning import plan_parts, validate_part_size
@@ -107,6 +109,24 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+def platforms_of(platform: str | Sequence[str | Platform] | None) -> list[Platform]:
+    """``linux/amd64``, ``linux/amd64,linux/arm64`` or a list of them, parsed (none: an empty list)."""
+    found: list[Platform] = []
+    for item in [platform] if isinstance(platform, str) else list(platform or []):
+        if isinstance(item, Platform):
+            found.append(item)
+        else:
+            found += [Platform.parse(part.strip()) for part in str(item).split(",") if part.strip()]
+    return list(dict.fromkeys(found))
+
+
+def target_platform(platforms: Sequence[Platform], base: BaseImage | None) -> Platform:
+    """A data-only image's one platform (``linux/amd64`` unless named); on a base, the base's decide."""
+    if base is None and len(platforms) > 1:
+        raise InvalidInputError("Several platforms need a multi-platform base image to build on")
+    return platforms[0] if platforms else Platform.parse(DEFAULT_PLATFORM)
+
+
 def build_epoch(value: int | str | None = None) -> int | None:
     """The build's timestamp: ``value``, else the ``SOURCE_DATE_EPOCH`` environment variable,
     else None (entries get mtime 0 and the config no ``created``)."""
@@ -141,17 +161,26 @@ def image_config(
 
     ``created`` (seconds since 1970) is written as RFC 3339 UTC, on the image and each history
     entry, or left out; ``history`` holds one comment per layer."""
-    stamp = (
-        {"created": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")} if created is not None else {}
-    )
+    stamp = _stamp(created)
     body: dict[str, Any] = {**stamp, "architecture": platform.architecture}
     if platform.variant:
         body["variant"] = platform.variant
     body["os"] = platform.os
     body["config"] = {"Labels": dict(labels)} if labels else {}
     body["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
-    body["history"] = [{**stamp, "created_by": CREATED_BY, "comment": comment} for comment in history]
+    body["history"] = history_entries(created, history)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _stamp(created: int | None) -> dict[str, str]:
+    return (
+        {"created": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")} if created is not None else {}
+    )
+
+
+def history_entries(created: int | None, comments: Sequence[str]) -> list[dict[str, str]]:
+    """The config's ``history`` entries of our layers, one per comment."""
+    return [{**_stamp(created), "created_by": CREATED_BY, "comment": comment} for comment in comments]
 
 
 @dataclass(frozen=True)
@@ -221,6 +250,11 @@ class BuildResult(ManifestResult):
     platform: str
     path: str
     layers: list[BuiltLayer] = field(default_factory=list)
+    base: str | None = None
+    """The base image's full reference (none for a data-only image)."""
+    base_digest: str | None = None
+    images: list[dict[str, Any]] = field(default_factory=list)
+    """Per platform of an image on a base: ``platform``, ``image_digest``, ``config_digest``, ``base_layers``."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -241,6 +275,9 @@ class BuildResult(ManifestResult):
             "path": self.path,
             "layers": [layer.as_dict() for layer in self.layers],
             "totals": self.totals,
+            "base": self.base,
+            "base_digest": self.base_digest,
+            "images": [dict(image) for image in self.images],
         }
 
 
@@ -251,7 +288,7 @@ def build_image(
     *,
     path: str = "/",
     tags: Sequence[str] = (),
-    platform: str = DEFAULT_PLATFORM,
+    platform: str | Sequence[str | Platform] | None = None,
     annotations: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     source_date_epoch: int | str | None = None,
@@ -260,8 +297,9 @@ def build_image(
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resume: ResumeStore | None = None,
+    base: BaseImage | None = None,
 ) -> BuildResult:
-    """Build a data-only image of ``files`` at ``path`` in the repository and tag it.
+    """Build an image of ``files`` at ``path`` in the repository, data-only or on ``base``, and tag it.
 
     Each layer is streamed from the files' sources (no temporary file; memory bounded by
     the engine's part buffers) and hashed while it uploads, ``max_concurrency`` layers at
@@ -270,12 +308,17 @@ def build_image(
     ECR lacks, then the manifest once per tag).
 
     :param path: the absolute folder the files land under (``/models``).
-    :param platform: the config's ``os/architecture[/variant]``.
+    :param platform: the config's ``os/architecture[/variant]`` (default ``linux/amd64``); on a
+        base, its platforms were chosen when it was read (``resolve_base``).
     :param annotations: the manifest's annotations (``org.opencontainers.image.*``...).
     :param labels: the config's ``Labels``.
     :param source_date_epoch: the entries' mtime and the config's ``created``, in
         seconds; by default ``SOURCE_DATE_EPOCH``, else mtime 0 and no ``created``.
     :param big_file_size: a file of this size or more is a layer of its own.
+    :param base: the base image, as
+        :func:`~airflow_ecr_layers.core.readback.base_image.resolve_base` read it out of ECR:
+        its layers first (copied into the repository where missing), its config kept, ours
+        appended; an index gives an index. None: a data-only image.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -283,13 +326,19 @@ def build_image(
     max_concurrency = check_max_concurrency(max_concurrency)
     if part_size is not None:
         validate_part_size(part_size)
-    target = Platform.parse(platform)
+    target = target_platform(platforms_of(platform), base)
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
-    # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
-    _manifest([_PLACEHOLDER] * len(plan.layers), [layer.size for layer in plan.layers], _PLACEHOLDER, 0, annotations)
+    if base is not None:
+        base.check_layer_limit(len(plan.layers))
+        _composed(base, plan, [_PLACEHOLDER] * len(plan.layers), epoch, labels, annotations)  # the manifests' sizes
+    else:
+        # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
+        _manifest(
+            [_PLACEHOLDER] * len(plan.layers), [layer.size for layer in plan.layers], _PLACEHOLDER, 0, annotations
+        )
     registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     log.info(
         "Building %d files into %d tar layers (%.1f MiB) under %s in %s",
@@ -310,21 +359,33 @@ def build_image(
         resume=resume,
     )
     digests = [blob.digest for blob in pushed]
-    config = image_config(
-        digests,
-        target,
-        created=epoch,
-        labels=labels,
-        history=[f"{layer.files} files" for layer in plan.layers],
-    )
-    config_ref = BlobRef(sha256_digest(config), len(config), OCI_CONFIG, BytesSource(config, "<image config>"))
-    manifest = _manifest(
-        digests, [layer.size for layer in plan.layers], config_ref.digest, config_ref.size, annotations
-    )
-    image = ImagePlan("build", [manifest])
-    image.add_blob(config_ref)
-    for layer, blob in zip(plan.layers, pushed, strict=True):
-        image.add_blob(BlobRef(blob.digest, layer.size, OCI_LAYER_TAR, layer))
+    images: list[dict[str, Any]] = []
+    if base is not None:
+        composed = _composed(base, plan, digests, epoch, labels, annotations)
+        image, manifest = composed.plan, composed.plan.top
+        config_digest = "" if base.is_index else composed.configs[0]
+        built_for = ",".join(composed.platforms)
+        images = [
+            {"platform": p, "image_digest": m.digest, "config_digest": c, "base_layers": len(b.layers)}
+            for p, m, c, b in zip(composed.platforms, composed.manifests, composed.configs, base.images, strict=True)
+        ]
+    else:
+        config = image_config(
+            digests,
+            target,
+            created=epoch,
+            labels=labels,
+            history=[f"{layer.files} files" for layer in plan.layers],
+        )
+        config_ref = BlobRef(sha256_digest(config), len(config), OCI_CONFIG, BytesSource(config, "<image config>"))
+        manifest = _manifest(
+            digests, [layer.size for layer in plan.layers], config_ref.digest, config_ref.size, annotations
+        )
+        image = ImagePlan("build", [manifest])
+        image.add_blob(config_ref)
+        for blob in _layer_blobs(plan, digests):
+            image.add_blob(blob)
+        config_digest, built_for = config_ref.digest, str(target)
     put = push_image(
         engine,
         repository_name,
@@ -341,13 +402,16 @@ def build_image(
         tags=list(put.tags),
         manifest_media_type=put.manifest_media_type,
         manifest_size=manifest.size,
-        config_digest=config_ref.digest,
-        platform=str(target),
+        config_digest=config_digest,
+        platform=built_for,
         path=plan.path,
         layers=[
             BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent)
             for layer, blob in zip(plan.layers, pushed, strict=True)
         ],
+        base=base.name if base else None,
+        base_digest=base.digest if base else None,
+        images=images,
     )
     totals = result.totals
     log.info(
@@ -369,4 +433,29 @@ def _manifest(
         [Descriptor(OCI_LAYER_TAR, digest, size) for digest, size in zip(digests, sizes, strict=True)],
         config=Descriptor(OCI_CONFIG, config_digest, config_size),
         annotations=annotations or None,
+    )
+
+
+def _layer_blobs(plan: BuildPlan, digests: Sequence[str]) -> list[BlobRef]:
+    return [
+        BlobRef(digest, layer.size, OCI_LAYER_TAR, layer) for layer, digest in zip(plan.layers, digests, strict=True)
+    ]
+
+
+def _composed(
+    base: BaseImage,
+    plan: BuildPlan,
+    digests: Sequence[str],
+    epoch: int | None,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> Composed:
+    comments = [f"{layer.files} files" for layer in plan.layers]
+    return base.compose(
+        _layer_blobs(plan, digests),
+        digests,  # uncompressed layers: a layer's digest is its diff id
+        history_entries(epoch, comments),
+        created=_stamp(epoch).get("created"),
+        labels=labels,
+        annotations=annotations,
     )

@@ -69,13 +69,15 @@ class CopyResult(ImagePushResult):
         }
 
 
-class _Source:
-    """The source side: its engine, repository and registry id."""
+class SourceImage:
+    """An image to read out of ECR (a copy's source, a build's base): its engine, repository and registry id."""
 
     def __init__(self, engine: EcrTransfer, reference: ImageReference) -> None:
         self.engine = engine
         self.reference = reference
-        self.registry_id = engine.calls.repository_registry_id(reference.repository_name, reference.registry_id)
+        # A registry named in the reference is taken as it is: another account's repository policy
+        # usually grants the pull actions (BatchGetImage, GetDownloadUrlForLayer), not DescribeRepositories.
+        self.registry_id = reference.registry_id or engine.calls.repository_registry_id(reference.repository_name)
 
     def image(self, digest: str | None = None) -> ImageRecord:
         at = self.reference if digest is None else ImageReference(self.reference.repository_name, digest=digest)
@@ -107,13 +109,17 @@ class _Source:
                     log.info("Layer %s is non-distributable (it names URLs): left for clients to fetch", blob["digest"])
                     continue
                 if blob:
-                    digest, size = validate_digest(blob.get("digest"), "blob digest"), int(blob["size"])
-                    source = LayerDownload(
-                        self.engine.calls, self.reference.repository_name, digest, size, registry_id=self.registry_id
-                    )
-                    plan.add_blob(BlobRef(digest, size, str(blob.get("mediaType")), source))
+                    plan.add_blob(self.blob(blob))
         plan.add_manifest(Manifest(image.manifest, media_type))
         done.add(image.image_digest)
+
+    def blob(self, descriptor: dict[str, Any]) -> BlobRef:
+        """The blob a descriptor names, read from its download URL in this repository."""
+        digest, size = validate_digest(descriptor.get("digest"), "blob digest"), int(descriptor["size"])
+        source = LayerDownload(
+            self.engine.calls, self.reference.repository_name, digest, size, registry_id=self.registry_id
+        )
+        return BlobRef(digest, size, str(descriptor.get("mediaType")), source)
 
 
 def copy_image(
@@ -132,7 +138,7 @@ def copy_image(
     (through ``engine``), tagged ``tags``; without tags, the source's tag if it has one."""
     validate_repository_name(repository_name)
     tags = validate_tags(tags) if tags else ([source.tag] if source.tag else [])
-    origin = _Source(source_engine, source)
+    origin = SourceImage(source_engine, source)
     top = origin.image()
     log.info("Copying %s (%s) to %s", source, top.image_digest, repository_name)
     plan = origin.plan(top)
@@ -171,7 +177,7 @@ def copy_image(
 
 
 def _copy_referrers(
-    origin: _Source,
+    origin: SourceImage,
     subject: str,
     engine: EcrTransfer,
     repository_name: str,
