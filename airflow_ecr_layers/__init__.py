@@ -66,6 +66,7 @@ def get_provider_info() -> dict[str, object]:
                     "airflow_ecr_layers.operators.pull",
                     "airflow_ecr_layers.operators.copy",
                     "airflow_ecr_layers.operators.repository",
+                    "airflow_ecr_layers.operators.signing",
                 ],
             }
         ],
