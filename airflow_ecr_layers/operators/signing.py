@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from airflow_ecr_layers.core.ecr.references import reference_from
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.signing.verify import verify_image
+from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.operators.base import EcrLayersBaseOperator
 
 Context = Any
@@ -111,6 +112,8 @@ class VerifyImageSignatureOperator(_OnImage):
     :param accepted_references: repositories a payload may name (``REPO`` in any registry, or
         ``REGISTRY.dkr.ecr.REGION.amazonaws.com/REPO``); by default the image's own repository name.
     :param include_referrers: also look at cosign signature referrers (OCI 1.1).
+    :param kms_aws_conn_id: the connection ``awskms:///`` public keys are read with (the account
+        that holds the key, when the image is verified in another one); ``aws_conn_id`` if unset.
     :return: ``registry_id``, ``repository_name``, ``image_digest``, ``verified`` and
         ``signatures`` (per signature: ``where``, ``passed``, ``problems``, ``verified_by``,
         ``docker_reference``, ``optional``).
@@ -122,6 +125,7 @@ class VerifyImageSignatureOperator(_OnImage):
         "keys",
         "required_annotations",
         "accepted_references",
+        "kms_aws_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"required_annotations": "json"}
 
@@ -132,9 +136,11 @@ class VerifyImageSignatureOperator(_OnImage):
         required_annotations: Mapping[str, Any] | None = None,
         accepted_references: Sequence[str] | None = None,
         include_referrers: bool = True,
+        kms_aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.kms_aws_conn_id = kms_aws_conn_id
         self.keys = keys
         self.required_annotations = required_annotations
         self.accepted_references = accepted_references
@@ -145,11 +151,14 @@ class VerifyImageSignatureOperator(_OnImage):
         if not keys:
             raise InvalidInputError("keys: give at least one verification key")
         required = {str(k): None if v is None else str(v) for k, v in (self.required_annotations or {}).items()}
+        key_hook = self.hook
+        if self.kms_aws_conn_id and self.kms_aws_conn_id != self.aws_conn_id:
+            key_hook = EcrLayersHook(aws_conn_id=self.kms_aws_conn_id, region_name=self.region_name, verify=self.verify)
         accepted = [self.accepted_references] if isinstance(self.accepted_references, str) else self.accepted_references
         result = verify_image(
             self.engine,
             self.image(),
-            [self.hook.verifier(key) for key in keys],
+            [key_hook.verifier(key) for key in keys],
             required_annotations=required,
             accepted_references=list(accepted) if accepted else None,
             include_referrers=bool(self.include_referrers),

@@ -564,3 +564,37 @@ def test_the_cli_pulls_and_copies(pushed: dict[str, Any], repo: str, ecr: Any, t
     assert main(["copy", f"{repo}:v1", "team/mirror:copied", "--conn-id", "aws_default"]) == 0
     copied = json.loads(capsys.readouterr().out)
     assert copied["tags"] == ["copied"] and copied["image_digest"] == pushed["image_digest"]
+
+
+def test_include_referrers_also_copies_cosigns_signature_tag_and_it_verifies_in_prod(
+    pushed: dict[str, Any], repo: str, prod: Any, aws: EmbeddedAws
+) -> None:
+    from airflow_ecr_layers.operators import SignImageOperator, VerifyImageSignatureOperator
+
+    kms = boto3.client("kms", endpoint_url=aws.endpoint_url, region_name=aws.region)
+    kms.create_alias(
+        AliasName="alias/release",
+        TargetKeyId=kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"],
+    )
+    SignImageOperator(task_id="sign", reference=f"{repo}:v1", key="awskms:///alias/release").execute({})
+    tag = "sha256-" + pushed["image_digest"][7:] + ".sig"
+    result = copy(
+        source=f"{repo}:v1",
+        aws_conn_id="aws_prod",
+        source_aws_conn_id="aws_default",
+        repository_name="prod/models",
+        include_referrers=True,
+    )
+    assert result["signature_tags"] == [tag]
+    assert manifest_bytes(prod, "prod/models", {"imageTag": tag}) == manifest_bytes(
+        boto3.client("ecr", endpoint_url=aws.endpoint_url, region_name=aws.region), repo, {"imageTag": tag}
+    )
+    verified = VerifyImageSignatureOperator(
+        task_id="verify",
+        reference="prod/models:v1",
+        keys="awskms:///alias/release",
+        kms_aws_conn_id="aws_default",  # the key is in the account that signed
+        accepted_references=[repo],  # the payload names the repository it was signed in
+        aws_conn_id="aws_prod",
+    ).execute({})
+    assert verified["verified"] and verified["registry_id"] == OTHER_ACCOUNT
