@@ -28,7 +28,7 @@ from airflow_ecr_layers.core.push.artifact import ensure_empty_config, put_artif
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.operators import CopyImageOperator, PullArtifactOperator, PushArtifactOperator
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import MiB, pattern_bytes, sha256
+from helpers import MiB, another_account, make_signing_key, pattern_bytes, sha256
 from proxies import CuttingProxy
 
 PART = 5 * MiB
@@ -323,21 +323,7 @@ def test_a_copy_to_another_region_keeps_every_digest(
 @pytest.fixture
 def prod(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An Airflow connection ``aws_prod`` to a second account of the embedded server."""
-    key, secret = aws.credentials_for(OTHER_ACCOUNT)
-    conn = {
-        "conn_type": "aws",
-        "login": key,
-        "password": secret,
-        "extra": {"endpoint_url": aws.endpoint_url, "region_name": aws.region},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_PROD", json.dumps(conn))
-    client = boto3.client(
-        "ecr",
-        endpoint_url=aws.endpoint_url,
-        region_name=aws.region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
+    client = another_account(aws, monkeypatch, OTHER_ACCOUNT)
     client.create_repository(repositoryName="prod/models")
     return client
 
@@ -567,15 +553,11 @@ def test_the_cli_pulls_and_copies(pushed: dict[str, Any], repo: str, ecr: Any, t
 
 
 def test_include_referrers_also_copies_cosigns_signature_tag_and_it_verifies_in_prod(
-    pushed: dict[str, Any], repo: str, prod: Any, aws: EmbeddedAws
+    pushed: dict[str, Any], repo: str, prod: Any, ecr: Any, kms: Any
 ) -> None:
     from airflow_ecr_layers.operators import SignImageOperator, VerifyImageSignatureOperator
 
-    kms = boto3.client("kms", endpoint_url=aws.endpoint_url, region_name=aws.region)
-    kms.create_alias(
-        AliasName="alias/release",
-        TargetKeyId=kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"],
-    )
+    make_signing_key(kms)
     SignImageOperator(task_id="sign", reference=f"{repo}:v1", key="awskms:///alias/release").execute({})
     tag = "sha256-" + pushed["image_digest"][7:] + ".sig"
     result = copy(
@@ -586,9 +568,7 @@ def test_include_referrers_also_copies_cosigns_signature_tag_and_it_verifies_in_
         include_referrers=True,
     )
     assert result["signature_tags"] == [tag]
-    assert manifest_bytes(prod, "prod/models", {"imageTag": tag}) == manifest_bytes(
-        boto3.client("ecr", endpoint_url=aws.endpoint_url, region_name=aws.region), repo, {"imageTag": tag}
-    )
+    assert manifest_bytes(prod, "prod/models", {"imageTag": tag}) == manifest_bytes(ecr, repo, {"imageTag": tag})
     verified = VerifyImageSignatureOperator(
         task_id="verify",
         reference="prod/models:v1",

@@ -13,7 +13,6 @@ import json
 import urllib.request
 from typing import Any
 
-import boto3
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -35,18 +34,11 @@ from airflow_ecr_layers.core.signing.sign import sign_image
 from airflow_ecr_layers.core.signing.verify import SignatureVerificationError, verify_image
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.kms_signing import KmsSigner, kms_key_id, kms_verifier, load_verifier
-from airflow_ecr_layers.testing.server import EmbeddedAws
-
-
-@pytest.fixture
-def kms(clean_aws: EmbeddedAws) -> Any:
-    return boto3.client("kms", endpoint_url=clean_aws.endpoint_url, region_name=clean_aws.region)
+from helpers import make_signing_key
 
 
 def make_key(kms: Any, spec: str = "ECC_NIST_P256", alias: str = "alias/release") -> str:
-    key_id = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
-    return f"awskms:///{alias}"
+    return make_signing_key(kms, alias, spec)
 
 
 def public_key(kms: Any, key: str) -> Any:

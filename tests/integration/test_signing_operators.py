@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -19,18 +18,12 @@ from airflow_ecr_layers.operators import (
     VerifyImageSignatureOperator,
 )
 from airflow_ecr_layers.testing.server import EmbeddedAws
-
-
-@pytest.fixture
-def kms(clean_aws: EmbeddedAws) -> Any:
-    return boto3.client("kms", endpoint_url=clean_aws.endpoint_url, region_name=clean_aws.region)
+from helpers import make_signing_key
 
 
 @pytest.fixture
 def key(kms: Any) -> str:
-    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName="alias/release", TargetKeyId=key_id)
-    return "awskms:///alias/release"
+    return make_signing_key(kms)
 
 
 @pytest.fixture

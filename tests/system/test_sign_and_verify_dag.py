@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import boto3
 import pytest
 
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import ROOT
+from helpers import ROOT, another_account, make_signing_key
 
 PROD_ACCOUNT = "210987654321"
 
 
 def test_the_signing_dag_promotes_a_signed_image_that_verifies_in_prod(
-    airflow_db: Any, aws: EmbeddedAws, ecr: Any, put_object: Any, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Any, aws: EmbeddedAws, ecr: Any, kms: Any, put_object: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     ecr.create_repository(repositoryName="demo/models")
     source = put_object("models/run-42/model.bin", b"signed weights")
-    kms = boto3.client("kms", endpoint_url=aws.endpoint_url, region_name=aws.region)
-    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName="alias/release", TargetKeyId=key_id)
-    key, secret = aws.credentials_for(PROD_ACCOUNT)
-    conn = {"conn_type": "aws", "login": key, "password": secret}
-    conn["extra"] = {"endpoint_url": aws.endpoint_url, "region_name": aws.region}  # type: ignore[assignment]
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_PROD", json.dumps(conn))
-    prod = boto3.client(
-        "ecr",
-        endpoint_url=aws.endpoint_url,
-        region_name=aws.region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
+    make_signing_key(kms)
+    prod = another_account(aws, monkeypatch, PROD_ACCOUNT)
     prod.create_repository(repositoryName="prod/models")
 
     bag = DagBag(dag_folder=str(ROOT / "example_dags"))
