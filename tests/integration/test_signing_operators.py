@@ -127,3 +127,21 @@ def test_cli_on_the_plain_aws_chain(
     assert code == 0, err
     code, verified, err = run(capsys, "verify", f"{repo}:v1", "--key", key)
     assert code == 0 and verified["verified"], err
+
+
+def test_copy_with_sign_with_signs_the_digest_in_the_destination(artifact: str, repo: str, key: str, ecr: Any) -> None:
+    pushed = push(artifact, repo)
+    ecr.create_repository(repositoryName="team/released")
+    copied = CopyImageOperator(
+        task_id="copy",
+        source=f"{repo}:v1",
+        repository_name="team/released",
+        sign_with=key,
+        signature_mode="referrers",
+    ).execute({})
+    (signed,) = copied["signature"]["signed"]
+    assert signed["image_digest"] == pushed["image_digest"] and signed["signature_tag"] is None
+    assert copied["signature"]["docker_reference"].endswith("/team/released")
+    assert verify("team/released:v1", key)["signatures"][0]["where"].startswith("referrer ")
+    with pytest.raises(SignatureVerificationError, match="has no cosign signature"):
+        verify(f"{repo}:v1", key)  # the source stays unsigned
