@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": [
                     "airflow_ecr_layers.sensors.image",
                     "airflow_ecr_layers.sensors.image_scan",
+                    "airflow_ecr_layers.sensors.image_signed",
                 ],
             }
         ],
@@ -44,6 +45,7 @@ def get_provider_info() -> dict[str, object]:
                 "python-modules": [
                     "airflow_ecr_layers.triggers.image",
                     "airflow_ecr_layers.triggers.image_scan",
+                    "airflow_ecr_layers.triggers.image_signed",
                 ],
             }
         ],
@@ -66,6 +68,7 @@ def get_provider_info() -> dict[str, object]:
                     "airflow_ecr_layers.operators.pull",
                     "airflow_ecr_layers.operators.copy",
                     "airflow_ecr_layers.operators.repository",
+                    "airflow_ecr_layers.operators.signing",
                 ],
             }
         ],

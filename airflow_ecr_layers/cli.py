@@ -9,6 +9,9 @@
     airflow-ecr-layers pull REPOSITORY[:TAG|@DIGEST] DEST_URL [--include GLOB]
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
     airflow-ecr-layers plan SOURCE [--part-size N]
+    airflow-ecr-layers sign REPOSITORY[:TAG|@DIGEST] --key awskms:///alias/NAME [--annotation k=v] [--recursive]
+        [--referrers]
+    airflow-ecr-layers verify REPOSITORY[:TAG|@DIGEST] --key KEY [--require NAME[=VALUE]] [--accept-reference REPO]
 
 A SOURCE of push or build is a URL, a prefix ending in ``/`` (every object under it) or a glob
 (``*``, ``**``).
@@ -144,6 +147,56 @@ def cmd_copy(args: argparse.Namespace) -> dict[str, Any]:
         include_referrers=args.include_referrers,
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
+    ).as_dict()
+
+
+def kms_client_of(args: argparse.Namespace, region: str | None) -> Any:
+    """A KMS client on ``--conn-id``'s connection, or on the plain AWS chain (``AWS_ENDPOINT_URL_KMS``
+    or ``AWS_ENDPOINT_URL`` set the endpoint there)."""
+    if args.conn_id:
+        from airflow_ecr_layers.hooks import EcrLayersHook
+
+        return EcrLayersHook(aws_conn_id=args.conn_id, region_name=region or args.region).kms_client
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return session.create_client("kms", region_name=plain_region(session, region or args.region))
+
+
+def cmd_sign(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.signing.sign import sign_image
+    from airflow_ecr_layers.kms_signing import KmsSigner
+
+    image = parse_reference(args.reference).with_defaults(args.registry_id, None)
+    signer = KmsSigner(kms_client_of(args, image.region), args.key)
+    return sign_image(
+        make_engine(args, region=image.region),
+        image,
+        signer,
+        annotations=parse_annotations(args.annotation) or None,
+        recursive=args.recursive,
+        mode="referrers" if args.referrers else "tag",
+    ).as_dict()
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_ecr_layers.core.ecr.references import parse_reference
+    from airflow_ecr_layers.core.signing.verify import verify_image
+    from airflow_ecr_layers.kms_signing import load_verifier
+
+    image = parse_reference(args.reference).with_defaults(args.registry_id, None)
+    keys = [load_verifier(key, lambda: kms_client_of(args, image.region)) for key in args.key]
+    required: dict[str, str | None] = {}
+    for item in args.require:
+        name, sep, value = item.partition("=")
+        required[name] = value if sep else None
+    return verify_image(
+        make_engine(args, region=image.region),
+        image,
+        keys,
+        required_annotations=required,
+        accepted_references=args.accept_reference or None,
     ).as_dict()
 
 
@@ -373,6 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--source-conn-id", help="Airflow connection to read the source with (default: --conn-id)")
     copy.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     copy.set_defaults(run=cmd_copy)
+
+    sign = sub.add_parser("sign", parents=[common], help="sign an image with a KMS key, as cosign does")
+    sign.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
+    sign.add_argument("--key", required=True, help="awskms:///alias/NAME, awskms:///ARN or awskms:///KEY_ID")
+    sign.add_argument("--annotation", action="append", default=[], help="k=v in the payload's optional (repeatable)")
+    sign.add_argument("--recursive", action="store_true", help="an index: also sign each child manifest")
+    sign.add_argument("--referrers", action="store_true", help="store an OCI 1.1 referrer, not the .sig tag")
+    sign.add_argument("--registry-id", help="12-digit account id of the registry")
+    sign.set_defaults(run=cmd_sign)
+
+    verify = sub.add_parser("verify", parents=[common], help="check an image's cosign signatures")
+    verify.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
+    verify.add_argument(
+        "--key", action="append", required=True, help="awskms:///..., a PEM file or PEM text (repeatable)"
+    )
+    verify.add_argument("--require", action="append", default=[], help="NAME or NAME=VALUE the payload must hold")
+    verify.add_argument("--accept-reference", action="append", default=[], help="a repository the payload may name")
+    verify.add_argument("--registry-id", help="12-digit account id of the registry")
+    verify.set_defaults(run=cmd_verify)
 
     plan = sub.add_parser("plan", parents=[common], help="dry run: print the part plan, write nothing")
     plan.add_argument("source", metavar="SOURCE")

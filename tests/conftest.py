@@ -114,6 +114,13 @@ def s3(clean_aws: EmbeddedAws) -> Any:
 
 
 @pytest.fixture
+def kms(clean_aws: EmbeddedAws) -> Any:
+    import boto3
+
+    return boto3.client("kms", endpoint_url=clean_aws.endpoint_url, region_name=clean_aws.region)
+
+
+@pytest.fixture
 def repo(ecr: Any) -> str:
     ecr.create_repository(repositoryName="team/models")
     return "team/models"

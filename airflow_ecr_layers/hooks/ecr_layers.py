@@ -10,11 +10,15 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.exceptions import ClientError
 
 from airflow_ecr_layers.core.ecr.calls import EcrCalls
+from airflow_ecr_layers.core.ecr.references import ImageReference
 from airflow_ecr_layers.core.ecr.repository_settings import RepositoryResult, RepositorySettings, ensure_repository
 from airflow_ecr_layers.core.ecr.retry import RetryPolicy
 from airflow_ecr_layers.core.engine.client import build_engine
 from airflow_ecr_layers.core.engine.transfer import DEFAULT_READ_DEPTH, EcrTransfer
-from airflow_ecr_layers.core.errors import EcrLayersError
+from airflow_ecr_layers.core.errors import EcrLayersError, InvalidInputError
+from airflow_ecr_layers.core.signing.keys import PublicKeyVerifier
+from airflow_ecr_layers.core.signing.sign import SignResult, sign_image
+from airflow_ecr_layers.kms_signing import KmsSigner, load_verifier
 
 
 class EcrLayersHook(AwsBaseHook):
@@ -96,8 +100,9 @@ class EcrLayersHook(AwsBaseHook):
             resolve_kms_key=functools.cache(self.kms_key_arn),  # an alias is looked up once a call
         )
 
-    def kms_key_arn(self, key: str) -> str:
-        """The ARN of the KMS key that ``key`` (an alias, an id or an ARN) names."""
+    @property
+    def kms_client(self) -> Any:
+        """A boto3 ``kms`` client on this hook's connection and region (built once)."""
         if self._kms is None:
             self._kms = AwsBaseHook(
                 aws_conn_id=self.aws_conn_id,
@@ -106,8 +111,43 @@ class EcrLayersHook(AwsBaseHook):
                 config=self.config,
                 client_type="kms",
             ).conn
+        return self._kms
+
+    def signer(self, key: str) -> KmsSigner:
+        """A cosign signer on the KMS key ``key`` (``awskms:///alias/NAME``, an ARN or a key id)."""
+        return KmsSigner(self.kms_client, key)
+
+    def verifier(self, key: str) -> PublicKeyVerifier:
+        """A verification key: ``awskms:///...`` (its public key, read with kms:GetPublicKey on this
+        connection), a PEM file's path or PEM text."""
+        return load_verifier(key, lambda: self.kms_client)
+
+    def sign_image(
+        self,
+        reference: ImageReference,
+        key: str,
+        *,
+        annotations: Mapping[str, Any] | None = None,
+        recursive: bool = False,
+        mode: str = "tag",
+    ) -> SignResult:
+        """Sign ``reference`` cosign-compatibly with the KMS key ``key`` (see core/signing/sign.py)."""
+        if mode not in ("tag", "referrers"):
+            raise InvalidInputError(f"signature_mode must be 'tag' or 'referrers', not {mode!r}")
+        optional = {str(k): str(v) for k, v in annotations.items()} if annotations else None
+        return sign_image(
+            self.engine,
+            reference,
+            self.signer(key),
+            annotations=optional,
+            recursive=recursive,
+            mode=mode,  # type: ignore[arg-type]
+        )
+
+    def kms_key_arn(self, key: str) -> str:
+        """The ARN of the KMS key that ``key`` (an alias, an id or an ARN) names."""
         try:
-            return str(self._kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+            return str(self.kms_client.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise EcrLayersError(

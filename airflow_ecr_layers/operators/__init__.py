@@ -12,6 +12,7 @@ from airflow_ecr_layers.operators.lifecycle import (
 from airflow_ecr_layers.operators.pull import PullArtifactOperator
 from airflow_ecr_layers.operators.push import PushArtifactOperator
 from airflow_ecr_layers.operators.repository import EnsureEcrRepositoryOperator
+from airflow_ecr_layers.operators.signing import SignImageOperator, VerifyImageSignatureOperator
 
 __all__ = [
     "BuildImageOperator",
@@ -23,5 +24,7 @@ __all__ = [
     "PushArtifactOperator",
     "PushImageArchiveOperator",
     "PutImageOperator",
+    "SignImageOperator",
     "UploadLayerPartsOperator",
+    "VerifyImageSignatureOperator",
 ]

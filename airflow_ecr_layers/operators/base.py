@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
+from airflow_ecr_layers.core.ecr.references import ImageReference
 from airflow_ecr_layers.core.ecr.repository_settings import RepositorySettings
 from airflow_ecr_layers.core.ecr.retry import RetryPolicy, retry_policy_from
 from airflow_ecr_layers.core.engine.planning import validate_part_size
@@ -19,6 +20,8 @@ from airflow_ecr_layers.core.limits import DEFAULT_MAX_CONCURRENCY, validate_reg
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.hooks.ecr_layers import EcrLayersHook
 from airflow_ecr_layers.operators.xcom import optional_int
+
+SIGNING_TEMPLATE_FIELDS = ("sign_with", "signature_annotations")
 
 
 class EcrLayersBaseOperator(AwsBaseOperator[EcrLayersHook]):
@@ -146,6 +149,13 @@ class CreatesRepository(EcrLayersBaseOperator):
 class PublishesImage(EcrLayersBaseOperator):
     """A push operator: fills its ``ecr://`` outlet assets' events and reports OpenLineage.
 
+    :param sign_with: a KMS key (``awskms:///alias/NAME``, cosign's form) to sign the pushed
+        digest with, cosign-compatibly, once the push is done (see docs/signing.md); the result
+        gains ``signature``. A signing failure fails the task; the pushed image stays.
+    :param signature_annotations: the payload's ``optional`` annotations (templated).
+    :param sign_recursive: signing an index also signs each child manifest.
+    :param signature_mode: ``tag`` (cosign's ``sha256-<hex>.sig``) or ``referrers`` (OCI 1.1 ``subject``).
+
     Declare ``outlets=[ecr_image_asset("repo", registry_id=..., region=...)]``; each
     outlet naming the pushed repository gets ``image_digest``, ``tags`` and
     ``manifest_media_type`` in its asset event's ``extra``.
@@ -153,6 +163,36 @@ class PublishesImage(EcrLayersBaseOperator):
 
     _lineage_inputs: list[str]
     _lineage_result: dict[str, Any] | None = None
+    template_fields: Sequence[str] = (*EcrLayersBaseOperator.template_fields, *SIGNING_TEMPLATE_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        sign_with: str | None = None,
+        signature_annotations: Mapping[str, Any] | None = None,
+        sign_recursive: bool = False,
+        signature_mode: str = "tag",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sign_with = sign_with
+        self.signature_annotations = signature_annotations
+        self.sign_recursive = sign_recursive
+        self.signature_mode = signature_mode
+
+    def sign_pushed(self, result: ImageResult) -> dict[str, Any]:
+        """Sign the pushed digest with ``sign_with`` (docs/signing.md). A failure here fails the task
+        and leaves the pushed image as it is: a retry pushes nothing again and signs."""
+        self.log.info("Pushed %s@%s; signing it with %s", result.repository_name, result.image_digest, self.sign_with)
+        reference = ImageReference(result.repository_name, digest=result.image_digest, registry_id=result.registry_id)
+        signed = self.hook.sign_image(
+            reference,
+            str(self.sign_with),
+            annotations=self.signature_annotations,
+            recursive=bool(self.sign_recursive),
+            mode=self.signature_mode,
+        )
+        return signed.as_dict()
 
     def publish(self, context: Any, result: ImageResult, inputs: Sequence[str]) -> dict[str, Any]:
         """The XCom dict of ``result``, after filling the events of the outlets it is the image of.
@@ -163,6 +203,8 @@ class PublishesImage(EcrLayersBaseOperator):
         from airflow_ecr_layers.assets import SCHEME, parse_asset_uri
 
         xcom = result.as_dict()
+        if self.sign_with:
+            xcom["signature"] = self.sign_pushed(result)
         self._lineage_inputs = [str(i) for i in inputs if i]
         self._lineage_result = xcom
         events = context.get("outlet_events") if hasattr(context, "get") else None
@@ -229,6 +271,7 @@ class StoragePushOperator(PublishesImage, CreatesRepository):
 
     template_fields: Sequence[str] = (
         *CreatesRepository.template_fields,
+        *SIGNING_TEMPLATE_FIELDS,
         "source",
         "repository_name",
         "tags",

@@ -34,7 +34,8 @@ class CopyImageOperator(PublishesImage):
     :param repository_name: the destination repository (in ``registry_id``/``region_name`` of
         ``aws_conn_id``); or give ``destination``, a reference whose tag becomes a tag.
     :param tags: the destination's tags.
-    :param include_referrers: also copy the artifacts whose ``subject`` is the image.
+    :param include_referrers: also copy the artifacts whose ``subject`` is the image, and cosign's
+        ``sha256-<hex>.sig`` signature tags of the copied digests (``signature_tags`` in the result).
     :return: ``registry_id``, ``repository_name``, ``image_digest``, ``tags``,
         ``manifest_media_type``, ``manifests``, ``blobs`` (each with ``skipped``), ``source``,
         ``referrers`` and ``bytes_copied``.

@@ -156,7 +156,7 @@ class PutImageOperator(PublishesImage):
     """
 
     template_fields: Sequence[str] = (
-        *EcrLayersBaseOperator.template_fields,
+        *PublishesImage.template_fields,  # sign_with, signature_annotations (docs/signing.md)
         "repository_name",
         "layers",
         "config",

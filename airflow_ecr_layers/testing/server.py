@@ -34,7 +34,7 @@ from types import FrameType, TracebackType
 
 from moto.server import ThreadedMotoServer
 
-from airflow_ecr_layers.testing import accounts, blob_server, s3_reads, strict_ecr
+from airflow_ecr_layers.testing import accounts, blob_server, managed_signing, s3_reads, strict_ecr, strict_kms
 
 __all__ = ["DEFAULT_REGION", "EmbeddedAws", "aws_env", "main", "reset_server"]
 
@@ -102,6 +102,8 @@ class EmbeddedAws:
             return self
         if self._strict:
             strict_ecr.install()
+            strict_kms.install()
+            managed_signing.install()
         s3_reads.install()
         if not self._verbose:
             quiet_request_log()

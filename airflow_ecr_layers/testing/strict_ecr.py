@@ -452,6 +452,11 @@ def _complete_layer_upload(
     }
 
 
+PUT_IMAGE_LISTENERS: list[Callable[[ECRBackend, str, Any, dict[str, Any]], None]] = []
+"""Called after each manifest PutImage stored, with the backend, the repository's name, moto's
+image and the parsed manifest (:mod:`.managed_signing` starts its signing there)."""
+
+
 def _put_image(
     self: ECRBackend,
     repository_name: str,
@@ -520,6 +525,8 @@ def _put_image(
             if not old.image_tags:
                 old.image_tag = None  # type: ignore[assignment]  # moto's own untagged images have None
             repository.images.append(old)
+    for listener in list(PUT_IMAGE_LISTENERS):
+        listener(self, repository_name, image, manifest)
     return image
 
 

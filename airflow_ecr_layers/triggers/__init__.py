@@ -2,5 +2,6 @@
 
 from airflow_ecr_layers.triggers.image import EcrImageTrigger
 from airflow_ecr_layers.triggers.image_scan import EcrImageScanTrigger
+from airflow_ecr_layers.triggers.image_signed import EcrImageSignedTrigger
 
-__all__ = ["EcrImageScanTrigger", "EcrImageTrigger"]
+__all__ = ["EcrImageScanTrigger", "EcrImageSignedTrigger", "EcrImageTrigger"]

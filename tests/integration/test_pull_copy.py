@@ -28,7 +28,7 @@ from airflow_ecr_layers.core.push.artifact import ensure_empty_config, put_artif
 from airflow_ecr_layers.core.sources.blobs import BytesSource
 from airflow_ecr_layers.operators import CopyImageOperator, PullArtifactOperator, PushArtifactOperator
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import MiB, pattern_bytes, sha256
+from helpers import MiB, another_account, make_signing_key, pattern_bytes, sha256
 from proxies import CuttingProxy
 
 PART = 5 * MiB
@@ -323,21 +323,7 @@ def test_a_copy_to_another_region_keeps_every_digest(
 @pytest.fixture
 def prod(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An Airflow connection ``aws_prod`` to a second account of the embedded server."""
-    key, secret = aws.credentials_for(OTHER_ACCOUNT)
-    conn = {
-        "conn_type": "aws",
-        "login": key,
-        "password": secret,
-        "extra": {"endpoint_url": aws.endpoint_url, "region_name": aws.region},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_PROD", json.dumps(conn))
-    client = boto3.client(
-        "ecr",
-        endpoint_url=aws.endpoint_url,
-        region_name=aws.region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
+    client = another_account(aws, monkeypatch, OTHER_ACCOUNT)
     client.create_repository(repositoryName="prod/models")
     return client
 
@@ -564,3 +550,31 @@ def test_the_cli_pulls_and_copies(pushed: dict[str, Any], repo: str, ecr: Any, t
     assert main(["copy", f"{repo}:v1", "team/mirror:copied", "--conn-id", "aws_default"]) == 0
     copied = json.loads(capsys.readouterr().out)
     assert copied["tags"] == ["copied"] and copied["image_digest"] == pushed["image_digest"]
+
+
+def test_include_referrers_also_copies_cosigns_signature_tag_and_it_verifies_in_prod(
+    pushed: dict[str, Any], repo: str, prod: Any, ecr: Any, kms: Any
+) -> None:
+    from airflow_ecr_layers.operators import SignImageOperator, VerifyImageSignatureOperator
+
+    make_signing_key(kms)
+    SignImageOperator(task_id="sign", reference=f"{repo}:v1", key="awskms:///alias/release").execute({})
+    tag = "sha256-" + pushed["image_digest"][7:] + ".sig"
+    result = copy(
+        source=f"{repo}:v1",
+        aws_conn_id="aws_prod",
+        source_aws_conn_id="aws_default",
+        repository_name="prod/models",
+        include_referrers=True,
+    )
+    assert result["signature_tags"] == [tag]
+    assert manifest_bytes(prod, "prod/models", {"imageTag": tag}) == manifest_bytes(ecr, repo, {"imageTag": tag})
+    verified = VerifyImageSignatureOperator(
+        task_id="verify",
+        reference="prod/models:v1",
+        keys="awskms:///alias/release",
+        kms_aws_conn_id="aws_default",  # the key is in the account that signed
+        accepted_references=[repo],  # the payload names the repository it was signed in
+        aws_conn_id="aws_prod",
+    ).execute({})
+    assert verified["verified"] and verified["registry_id"] == OTHER_ACCOUNT

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import boto3
 import pytest
 
 from airflow_ecr_layers.testing.server import EmbeddedAws
-from helpers import ROOT, pattern_bytes
+from helpers import ROOT, another_account, pattern_bytes
 
 PROD_ACCOUNT = "210987654321"
 
@@ -28,25 +26,7 @@ def test_the_promotion_dag_copies_the_scanned_digest_to_prod(
         repository_name="demo/models",
         tags=["v1"],
     ).execute({})
-    key, secret = aws.credentials_for(PROD_ACCOUNT)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_PROD",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": key,
-                "password": secret,
-                "extra": {"endpoint_url": aws.endpoint_url, "region_name": aws.region},
-            }
-        ),
-    )
-    prod = boto3.client(
-        "ecr",
-        endpoint_url=aws.endpoint_url,
-        region_name=aws.region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
+    prod = another_account(aws, monkeypatch, PROD_ACCOUNT)
     prod.create_repository(repositoryName="prod/models")
 
     bag = DagBag(dag_folder=str(ROOT / "example_dags"))

@@ -11,7 +11,7 @@ BatchCheckLayerAvailability) streams from the source's download URL straight int
 UploadLayerPart (:mod:`.download`): no local copy, the memory of a push, and the sha256 of
 what streams checked against the digest before the layer is completed. With
 ``include_referrers``, the artifacts whose ``subject`` is the image (signatures, SBOMs)
-follow it.
+follow it, and so do cosign's ``sha256-<hex>.sig`` tags of the copied digests.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from airflow_ecr_layers.core.limits import (
     validate_repository_name,
     validate_tags,
 )
+from airflow_ecr_layers.core.oci.cosign import signature_tag
 from airflow_ecr_layers.core.oci.image_plan import BlobRef, ImagePlan
-from airflow_ecr_layers.core.oci.manifest import INDEX_TYPES, OCI_MANIFEST, Manifest
+from airflow_ecr_layers.core.oci.manifest import INDEX_TYPES, MANIFEST_TYPES, OCI_MANIFEST, Manifest
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.readback.download import LayerDownload
 from airflow_ecr_layers.core.readback.pull import fetch_manifest
@@ -52,10 +53,12 @@ class CopyResult(ImagePushResult):
 
     source: str = ""
     referrers: list[ImagePushResult] = field(default_factory=list)
+    signatures: list[ImagePushResult] = field(default_factory=list)
+    """cosign's ``sha256-<hex>.sig`` manifests of the copied digests (with ``include_referrers``)."""
 
     @property
     def bytes_copied(self) -> int:
-        copied = [self, *self.referrers]
+        copied = [self, *self.referrers, *self.signatures]
         return sum(blob.size for result in copied for blob in result.blobs if not blob.skipped)
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class CopyResult(ImagePushResult):
             "referrers": [
                 {"image_digest": r.image_digest, "manifest_media_type": r.manifest_media_type} for r in self.referrers
             ],
+            "signature_tags": [t for r in self.signatures for t in r.tags],
             "bytes_copied": self.bytes_copied,
         }
 
@@ -159,9 +163,16 @@ def copy_image(
         if include_referrers
         else []
     )
+    signatures = (
+        _copy_signature_tags(origin, plan, engine, repository_name, result.registry_id, part_size, max_concurrency)
+        if include_referrers
+        else []
+    )
     if tag_last:
         engine.put_manifest(repository_name, plan.top, tags, result.registry_id)
-    copied = CopyResult(**{**vars(result), "tags": list(tags)}, source=str(source), referrers=referrers)
+    copied = CopyResult(
+        **{**vars(result), "tags": list(tags)}, source=str(source), referrers=referrers, signatures=signatures
+    )
     log.info(
         "Copied %s to %s:%s as %s: %d blobs, %d already there, %.1f MiB sent, %d referrers",
         source,
@@ -173,6 +184,41 @@ def copy_image(
         copied.bytes_copied / MiB,
         len(referrers),
     )
+    return copied
+
+
+def _copy_signature_tags(
+    origin: _Source,
+    plan: ImagePlan,
+    engine: EcrTransfer,
+    repository_name: str,
+    registry_id: str,
+    part_size: int | None,
+    max_concurrency: int,
+) -> list[ImagePushResult]:
+    """cosign's signature manifest (tag ``sha256-<hex>.sig``) of each manifest copied, copied with
+    its tag, so the image stays verifiable where it lands."""
+    copied: list[ImagePushResult] = []
+    for manifest in plan.manifests:
+        tag = signature_tag(manifest.digest)
+        found = origin.engine.calls.batch_get_image(
+            origin.reference.repository_name, [{"imageTag": tag}], origin.registry_id, MANIFEST_TYPES
+        )
+        if not found:
+            continue
+        signatures = origin.image(found[0].image_digest)
+        copied.append(
+            push_image(
+                engine,
+                repository_name,
+                origin.plan(signatures),
+                tags=[tag],
+                registry_id=registry_id,
+                part_size=part_size,
+                max_concurrency=max_concurrency,
+            )
+        )
+        log.info("Copied cosign signatures %s of %s", tag, manifest.digest)
     return copied
 
 
