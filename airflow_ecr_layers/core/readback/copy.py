@@ -188,7 +188,7 @@ def copy_image(
 
 
 def _copy_signature_tags(
-    origin: _Source,
+    origin: SourceImage,
     plan: ImagePlan,
     engine: EcrTransfer,
     repository_name: str,
