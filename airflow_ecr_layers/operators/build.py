@@ -35,9 +35,15 @@ class BuildImageOperator(StoragePushOperator):
     :param source_date_epoch: the entries' mtime and the config's ``created`` (seconds); by
         default the ``SOURCE_DATE_EPOCH`` environment variable, else mtime 0 and no ``created``.
     :param big_file_size: files of this many bytes or more get a layer of their own (16 MiB).
+    :param reuse: reuse the tar layers the last build recorded for unchanged files (its build
+        record, kept beside the image): they are neither read nor sent.
+    :param reuse_from: the tag or digest whose build record to read (default: the first tag).
+    :param verify_reuse: read and hash the files of each layer a record would reuse, and reuse
+        it only when they hash to the recorded digest (still sends nothing).
     :return: the PutImage result, ``config_digest``, ``platform``, ``path``, ``layers`` (per
-        layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``) and
-        ``totals`` (``files``, ``layers``, ``skipped``, ``bytes``, ``bytes_read``, ``bytes_sent``).
+        layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``, ``reused``),
+        ``totals`` (``files``, ``layers``, ``skipped``, ``reused``, ``bytes``, ``bytes_read``,
+        ``bytes_sent``), and ``record_digest`` (the build record beside the image).
 
     Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size``,
     ``max_concurrency`` and ``create_repository`` (see :class:`StoragePushOperator`).
@@ -51,6 +57,7 @@ class BuildImageOperator(StoragePushOperator):
         "labels",
         "executable",
         "source_date_epoch",
+        "reuse_from",
     )
 
     def __init__(
@@ -64,6 +71,9 @@ class BuildImageOperator(StoragePushOperator):
         executable: Sequence[str] | str = (),
         source_date_epoch: int | str | None = None,
         big_file_size: int = BIG_FILE_SIZE,
+        reuse: bool = True,
+        reuse_from: str | None = None,
+        verify_reuse: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -74,6 +84,9 @@ class BuildImageOperator(StoragePushOperator):
         self.executable = executable
         self.source_date_epoch = source_date_epoch
         self.big_file_size = big_file_size
+        self.reuse = reuse
+        self.reuse_from = reuse_from
+        self.verify_reuse = verify_reuse
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.push_settings(context)
@@ -94,6 +107,9 @@ class BuildImageOperator(StoragePushOperator):
             labels=self.labels,
             source_date_epoch=self.source_date_epoch,
             big_file_size=self.big_file_size,
+            reuse=bool(self.reuse),
+            reuse_from=self.reuse_from or None,
+            verify_reuse=bool(self.verify_reuse),
             **settings,
         )
         self.log.info(

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
+from airflow_ecr_layers.core.build.records import RecordEntry, read_record, write_record
+from airflow_ecr_layers.core.build.reuse import push_tar_layers
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
 from airflow_ecr_layers.core.engine.planning import plan_parts, validate_part_size
 from airflow_ecr_layers.core.engine.results import ManifestResult
@@ -51,7 +53,7 @@ from airflow_ecr_layers.core.oci.manifest import (
     build_image_manifest,
     sha256_digest,
 )
-from airflow_ecr_layers.core.push.artifact import check_max_concurrency, push_layers
+from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.sources.blobs import BlobSource, BytesSource
 
@@ -208,6 +210,8 @@ class BuiltLayer:
     """ECR had the layer already (reported when the upload completed)."""
     bytes_read: int
     bytes_sent: int
+    reused: bool = False
+    """Found in the last build's record and in ECR: its files were not read (unless ``verify_reuse``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +225,8 @@ class BuildResult(ManifestResult):
     platform: str
     path: str
     layers: list[BuiltLayer] = field(default_factory=list)
+    record_digest: str | None = None
+    """The build record written beside the image (:mod:`.records`), if any."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -228,6 +234,7 @@ class BuildResult(ManifestResult):
             "files": sum(layer.files for layer in self.layers),
             "layers": len(self.layers),
             "skipped": sum(layer.skipped for layer in self.layers),
+            "reused": sum(layer.reused for layer in self.layers),
             "bytes": sum(layer.size for layer in self.layers),
             "bytes_read": sum(layer.bytes_read for layer in self.layers),
             "bytes_sent": sum(layer.bytes_sent for layer in self.layers),
@@ -241,6 +248,7 @@ class BuildResult(ManifestResult):
             "path": self.path,
             "layers": [layer.as_dict() for layer in self.layers],
             "totals": self.totals,
+            "record_digest": self.record_digest,
         }
 
 
@@ -260,6 +268,9 @@ def build_image(
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resume: ResumeStore | None = None,
+    reuse: bool = True,
+    reuse_from: str | None = None,
+    verify_reuse: bool = False,
 ) -> BuildResult:
     """Build a data-only image of ``files`` at ``path`` in the repository and tag it.
 
@@ -276,6 +287,12 @@ def build_image(
     :param source_date_epoch: the entries' mtime and the config's ``created``, in
         seconds; by default ``SOURCE_DATE_EPOCH``, else mtime 0 and no ``created``.
     :param big_file_size: a file of this size or more is a layer of its own.
+    :param reuse: reuse the tar layers the build record of the image ``reuse_from`` (a tag or
+        a digest; by default the first tag) names, when their files' identities match and ECR
+        holds them: such layers are neither read nor sent (:mod:`.reuse`). Every build writes
+        its own record beside the image, whatever ``reuse`` says (:mod:`.records`).
+    :param verify_reuse: read and hash the files of a layer the record names, and reuse it only
+        when they hash to it.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -287,6 +304,8 @@ def build_image(
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
+    if reuse_from is not None and not reuse_from.startswith("sha256:"):
+        validate_tags([reuse_from])
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
     # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
     _manifest([_PLACEHOLDER] * len(plan.layers), [layer.size for layer in plan.layers], _PLACEHOLDER, 0, annotations)
@@ -299,19 +318,25 @@ def build_image(
         plan.path,
         repository_name,
     )
-    pushed = push_layers(
+    reference = (reuse_from or (tags[0] if tags else None)) if reuse else None
+    tar_layers = push_tar_layers(
         engine,
         repository_name,
-        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],  # for resume only
+        # the identities key the resume records and the build record, never the image
+        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],
         registry_id=registry_id,
+        recorded=read_record(engine.calls, repository_name, registry_id, reference),
+        verify_reuse=verify_reuse,
         part_size=part_size,
         max_concurrency=max_concurrency,
-        check_first=False,
         resume=resume,
     )
+    pushed = [layer.blob for layer in tar_layers]
     digests = [blob.digest for blob in pushed]
+    # uncompressed: a layer's diff_id is its digest (a reused one's is also in its record)
+    diff_ids = [layer.recorded_diff_id or layer.blob.digest for layer in tar_layers]
     config = image_config(
-        digests,
+        diff_ids,
         target,
         created=epoch,
         labels=labels,
@@ -334,6 +359,16 @@ def build_image(
         part_size=part_size,
         max_concurrency=max_concurrency,
     )
+    record = write_record(
+        engine,
+        repository_name,
+        put.registry_id or registry_id,
+        Descriptor(put.manifest_media_type, put.image_digest, manifest.size),
+        [
+            RecordEntry(Descriptor(OCI_LAYER_TAR, blob.digest, blob.size), layer.token, diff_id)
+            for layer, blob, diff_id in zip(tar_layers, pushed, diff_ids, strict=True)
+        ],
+    )
     result = BuildResult(
         registry_id=put.registry_id,
         repository_name=repository_name,
@@ -345,17 +380,19 @@ def build_image(
         platform=str(target),
         path=plan.path,
         layers=[
-            BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent)
+            BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent, blob.reused)
             for layer, blob in zip(plan.layers, pushed, strict=True)
         ],
+        record_digest=record,
     )
     totals = result.totals
     log.info(
-        "Built %s@%s: %d files in %d layers; read %.1f MiB, sent %.1f MiB",
+        "Built %s@%s: %d files in %d layers (%d reused); read %.1f MiB, sent %.1f MiB",
         repository_name,
         result.image_digest,
         totals["files"],
         totals["layers"],
+        totals["reused"],
         totals["bytes_read"] / MiB,
         totals["bytes_sent"] / MiB,
     )
