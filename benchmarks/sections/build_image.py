@@ -49,7 +49,6 @@ from bench_processes import Servers
 
 SMALL_SIZE = 1 * KiB
 SMALL_PREFIX = "build/small/"
-CHANGED_KEY = f"{SMALL_PREFIX}d07/file-00042.txt"
 MAX_CONCURRENCY = 4
 """Layers (and small layers beside them) at once: the operator's default."""
 
@@ -63,6 +62,10 @@ class Built:
 
 def small_key(index: int) -> str:
     return f"{SMALL_PREFIX}d{index % 20:02d}/file-{index:05d}.txt"
+
+
+CHANGED = 42
+"""The small file the third build finds overwritten."""
 
 
 def seed_small_files(s3: Any, count: int) -> str:
@@ -101,7 +104,7 @@ def measure_small(sizes: Sizes, moto_url: str) -> list[Built]:
         firsts.append(build("first build", MOTO_ECR_CONN_ID, url, repository, ["latest"]))
     first = median_run(firsts, key=lambda b: b.seconds)
     unchanged = build("again, unchanged", MOTO_ECR_CONN_ID, url, repository, ["latest"])
-    s3.put_object(Bucket=BUCKET, Key=CHANGED_KEY, Body=b"changed\n".ljust(SMALL_SIZE, b"!"))
+    s3.put_object(Bucket=BUCKET, Key=small_key(CHANGED), Body=b"changed\n".ljust(SMALL_SIZE, b"!"))
     changed = build("again, 1 file changed", MOTO_ECR_CONN_ID, url, repository, ["latest"])
     return [first, unchanged, changed]
 
