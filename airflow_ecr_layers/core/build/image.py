@@ -11,9 +11,11 @@ files at one path, too many layers, a bad platform or tag) it refuses before wri
 The image's bytes depend on the files only: names, bytes, the executable marks, ``path``,
 the platform, labels and annotations, and ``SOURCE_DATE_EPOCH``. Where the bytes were read
 from (S3, a local folder) is written nowhere in it, so the same files give the same
-digest from anywhere. What a re-build needs to reuse a layer unread (its files' identities) is
-kept beside the image, in a build record (:mod:`.records`, :mod:`.reuse`). No base image yet: the image holds only the files (a data-only
+digest from anywhere. No base image yet: the image holds only the files (a data-only
 image, which Kubernetes image volumes and KServe modelcars mount).
+
+What a re-build needs to reuse a layer unread (its files' identities) is kept beside the
+image, in a build record (:mod:`.records`, :mod:`.reuse`).
 """
 
 from __future__ import annotations
