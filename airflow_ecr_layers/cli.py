@@ -5,6 +5,7 @@
         [--record-source]
     airflow-ecr-layers build SOURCE... REPOSITORY[:TAG] [--path /models] [--tag T] [--platform OS/ARCH]...
         [--base REF] [--base-conn-id C] [--annotation k=v] [--label k=v] [--executable GLOB]
+        [--no-reuse] [--reuse-from TAG|DIGEST] [--verify-reuse]
     airflow-ecr-layers push-archive SOURCE REPOSITORY[:TAG] [--tag T] [--image-ref REF]
     airflow-ecr-layers pull REPOSITORY[:TAG|@DIGEST] DEST_URL [--include GLOB]
     airflow-ecr-layers copy SOURCE DEST [--tag T] [--include-referrers] [--source-conn-id C]
@@ -275,6 +276,9 @@ def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
         resume=resume_store(args),
+        reuse=args.reuse,
+        reuse_from=args.reuse_from,
+        verify_reuse=args.verify_reuse,
     ).as_dict()
 
 
@@ -311,6 +315,24 @@ def cmd_plan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def reuse_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--no-reuse``, ``--reuse-from`` and ``--verify-reuse``, for push (``what``: sources) and build (files)."""
+    parser.add_argument(
+        "--no-reuse",
+        dest="reuse",
+        action="store_false",
+        help=f"do not reuse the layers the previous run recorded for unchanged {what}",
+    )
+    parser.add_argument(
+        "--reuse-from", metavar="TAG|DIGEST", help="reuse the layers of this image (default: the first tag)"
+    )
+    parser.add_argument(
+        "--verify-reuse",
+        action="store_true",
+        help=f"hash the {what} a record would reuse; reuse a layer only if its bytes hash to the record",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-ecr-layers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -344,20 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--registry-id", help="12-digit account id of the registry")
     push.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     push.add_argument("--chunk-size", type=int, help="split files larger than this many bytes into layers of it")
-    push.add_argument(
-        "--no-reuse",
-        dest="reuse",
-        action="store_false",
-        help="do not reuse the layers the previous push recorded for unchanged sources",
-    )
-    push.add_argument(
-        "--reuse-from", metavar="TAG|DIGEST", help="reuse the layers of this image (default: the first tag)"
-    )
-    push.add_argument(
-        "--verify-reuse",
-        action="store_true",
-        help="hash each source a record would reuse; reuse it only if its bytes hash to the record",
-    )
+    reuse_options(push, "sources")
     push.add_argument(
         "--hash-first",
         action="store_true",
@@ -392,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--registry-id", help="12-digit account id of the registry")
     build.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    reuse_options(build, "files")
     build.set_defaults(run=cmd_build)
     progress_option(build)
 

@@ -5,7 +5,7 @@
 The driver: starts moto's server and the two sinks (``bench_processes.py``), seeds S3 with what
 the chosen sections read (``bench_common.py``), runs them in the order of :data:`SECTIONS`, one
 module of ``sections/`` each, and prints the summary lines: one ``bench: ...`` line with the
-fields of the sections run, then ``repush: ...`` and ``copy: ...``. benchmarks/README.md tells
+fields of the sections run, then ``repush: ...``, ``copy: ...`` and ``build: ...``. benchmarks/README.md tells
 what each figure means.
 """
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its modules, also wh
 
 from bench_common import FULL, PART_SIZE, QUICK, TINY, WARMUP_SIZE, Sizes, Summary, seed_artifacts
 from bench_processes import Servers, machine, services
-from sections import copy, cpu, memory, parallel_layers, repush, small_files, throughput
+from sections import build_image, copy, cpu, memory, parallel_layers, repush, small_files, throughput
 
 __all__ = ["PART_SIZE", "SECTIONS", "cpu_floor", "main", "parse_sections", "run"]
 """Besides its own, the names the test suite reaches through this script."""
@@ -47,6 +47,7 @@ RUNS = {
     "repush": Section(repush.reads, repush.run),
     "copy": Section(copy.reads, copy.run),
     "small": Section(small_files.reads, small_files.run),
+    "build": Section(build_image.reads, build_image.run),
 }
 SECTIONS = tuple(RUNS)
 """What ``--only`` can choose, in the order they run."""
@@ -54,7 +55,7 @@ SECTIONS = tuple(RUNS)
 
 def run(sizes: Sizes, sections: frozenset[str] = frozenset(SECTIONS)) -> str:
     """Measure and print the ``sections`` (each table as soon as it is measured); return the
-    summary lines (``bench:``, ``repush:``, ``copy:``) with the fields of those sections."""
+    summary lines (``bench:``, ``repush:``, ``copy:``, ``build:``) with the fields of those sections."""
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
     chosen = [name for name in SECTIONS if name in sections]

@@ -52,6 +52,10 @@ class Sizes:
     """The one layer copied from moto's ECR to the sink."""
     small_files: int
     """How many 4 KiB objects the small-files section pushes."""
+    build_small_files: int
+    """How many 1 KiB objects the build section builds into an image."""
+    build_big_file: int
+    """The one object the build section builds as a tar layer and pushes as an artifact layer."""
 
 
 FULL = Sizes(
@@ -65,6 +69,8 @@ FULL = Sizes(
     chunked_file=1024 * MiB,
     copy_layer=1024 * MiB,
     small_files=300,
+    build_small_files=10_000,
+    build_big_file=1024 * MiB,
 )
 QUICK = Sizes(
     throughput=160 * MiB,
@@ -77,6 +83,8 @@ QUICK = Sizes(
     chunked_file=256 * MiB,
     copy_layer=256 * MiB,
     small_files=300,
+    build_small_files=2_000,
+    build_big_file=256 * MiB,
 )
 TINY = Sizes(
     throughput=2 * MiB,
@@ -89,6 +97,8 @@ TINY = Sizes(
     chunked_file=20 * MiB,  # four chunks of ECR's smallest part
     copy_layer=2 * MiB,
     small_files=12,
+    build_small_files=50,  # file 42 is the one changed
+    build_big_file=2 * MiB,
 )
 """For the test suite: every code path, no meaningful figure."""
 

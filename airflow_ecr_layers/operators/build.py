@@ -46,10 +46,16 @@ class BuildImageOperator(StoragePushOperator):
     :param source_date_epoch: the entries' mtime and the config's ``created`` (seconds); by
         default the ``SOURCE_DATE_EPOCH`` environment variable, else mtime 0 and no ``created``.
     :param big_file_size: files of this many bytes or more get a layer of their own (16 MiB).
+    :param reuse: reuse the tar layers the last build recorded for unchanged files (its build
+        record, kept beside the image): they are neither read nor sent.
+    :param reuse_from: the tag or digest whose build record to read (default: the first tag).
+    :param verify_reuse: read and hash the files of each layer a record would reuse, and reuse
+        it only when they hash to the recorded digest (still sends nothing).
     :return: the PutImage result, ``config_digest``, ``platform``, ``path``, ``layers`` (per
-        layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``) and
-        ``totals`` (``files``, ``layers``, ``skipped``, ``bytes``, ``bytes_read``, ``bytes_sent``);
-        ``base``, ``base_digest`` and ``images`` (per platform) on a base.
+        layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``, ``reused``),
+        ``totals`` (``files``, ``layers``, ``skipped``, ``reused``, ``bytes``, ``bytes_read``,
+        ``bytes_sent``), ``record_digest`` (the build record beside the image); ``base``,
+        ``base_digest`` and ``images`` (per platform) on a base.
 
     Also takes ``repository_name``, ``tags``, ``source_conn_id``, ``part_size``,
     ``max_concurrency`` and ``create_repository`` (see :class:`StoragePushOperator`).
@@ -65,6 +71,7 @@ class BuildImageOperator(StoragePushOperator):
         "source_date_epoch",
         "base",
         "base_aws_conn_id",
+        "reuse_from",
     )
 
     def __init__(
@@ -80,6 +87,9 @@ class BuildImageOperator(StoragePushOperator):
         big_file_size: int = BIG_FILE_SIZE,
         base: str | None = None,
         base_aws_conn_id: str | None = None,
+        reuse: bool = True,
+        reuse_from: str | None = None,
+        verify_reuse: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -92,6 +102,9 @@ class BuildImageOperator(StoragePushOperator):
         self.big_file_size = big_file_size
         self.base = base
         self.base_aws_conn_id = base_aws_conn_id
+        self.reuse = reuse
+        self.reuse_from = reuse_from
+        self.verify_reuse = verify_reuse
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.push_settings(context)
@@ -116,6 +129,9 @@ class BuildImageOperator(StoragePushOperator):
             labels=self.labels,
             source_date_epoch=self.source_date_epoch,
             big_file_size=self.big_file_size,
+            reuse=bool(self.reuse),
+            reuse_from=self.reuse_from or None,
+            verify_reuse=bool(self.verify_reuse),
             **settings,
         )
         self.log.info(

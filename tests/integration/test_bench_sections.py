@@ -78,3 +78,34 @@ def test_the_small_files_section_runs_end_to_end_and_prints_its_fields() -> None
     assert set(fields) == {"small_files_per_s", "small_new_tag_per_s", "small_new_tag_sent_ratio"}
     assert float(fields["small_new_tag_sent_ratio"]) == 0  # nothing ECR holds is uploaded again
     assert float(fields["small_files_per_s"]) > 0 and float(fields["small_new_tag_per_s"]) > 0
+
+
+def test_the_build_section_runs_end_to_end_and_prints_its_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH_PATH), "--tiny", "--only", "build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    assert re.search(r"^again, unchanged +[\d.]+ +[\d.]+ +(\d+) +\1 +0\.0 +0\.0$", out, re.M), out
+    assert re.search(r"^a tar layer \(build_image\) +moto ECR +[\d.]+ +[\d.]+$", out, re.M), out
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("build: ")
+    fields = dict(item.split("=") for item in summary.removeprefix("build: ").split())
+    assert set(fields) == {
+        "files_per_s",
+        "unchanged_read_ratio",
+        "unchanged_sent_ratio",
+        "one_small_changed_sent_ratio",
+        "big_file_mib_s",
+        "big_artifact_mib_s",
+        "big_tar_vs_artifact",
+        "big_tar_vs_raw_sink",
+    }
+    assert float(fields["unchanged_read_ratio"]) == float(fields["unchanged_sent_ratio"]) == 0
+    assert 0 < float(fields["one_small_changed_sent_ratio"]) <= 1  # 30 files make a layer or two: no figure
+    assert float(fields["files_per_s"]) > 0 and float(fields["big_file_mib_s"]) > 0

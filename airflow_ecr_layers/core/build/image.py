@@ -14,6 +14,9 @@ from (S3, a local folder) is written nowhere in it, so the same files give the s
 digest from anywhere. Without a base the image holds only the files (a data-only image,
 which Kubernetes image volumes mount); on a ``base`` (:mod:`.base`: its layers first, its
 config kept) it runs as the base does, as KServe modelcars need.
+
+What a re-build needs to reuse a layer unread (its files' identities) is kept beside the
+image, in a build record (:mod:`.records`, :mod:`.reuse`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any, Protocol
 
 from airflow_ecr_layers.core.build.base import BaseImage, Composed
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
+from airflow_ecr_layers.core.build.records import RecordEntry, read_record, write_record
+from airflow_ecr_layers.core.build.reuse import push_tar_layers
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
 from airflow_ecr_layers.core.engine.planning import plan_parts, validate_part_size
 from airflow_ecr_layers.core.engine.results import ManifestResult
@@ -53,7 +58,7 @@ from airflow_ecr_layers.core.oci.manifest import (
     build_image_manifest,
     sha256_digest,
 )
-from airflow_ecr_layers.core.push.artifact import check_max_concurrency, push_layers
+from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.sources.blobs import BlobSource, BytesSource
 
@@ -237,6 +242,8 @@ class BuiltLayer:
     """ECR had the layer already (reported when the upload completed)."""
     bytes_read: int
     bytes_sent: int
+    reused: bool = False
+    """Found in the last build's record and in ECR: its files were not read (unless ``verify_reuse``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -255,6 +262,8 @@ class BuildResult(ManifestResult):
     base_digest: str | None = None
     images: list[dict[str, Any]] = field(default_factory=list)
     """Per platform of an image on a base: ``platform``, ``image_digest``, ``config_digest``, ``base_layers``."""
+    record_digest: str | None = None
+    """The build record written beside the image (:mod:`.records`), if any."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -262,6 +271,7 @@ class BuildResult(ManifestResult):
             "files": sum(layer.files for layer in self.layers),
             "layers": len(self.layers),
             "skipped": sum(layer.skipped for layer in self.layers),
+            "reused": sum(layer.reused for layer in self.layers),
             "bytes": sum(layer.size for layer in self.layers),
             "bytes_read": sum(layer.bytes_read for layer in self.layers),
             "bytes_sent": sum(layer.bytes_sent for layer in self.layers),
@@ -278,6 +288,7 @@ class BuildResult(ManifestResult):
             "base": self.base,
             "base_digest": self.base_digest,
             "images": [dict(image) for image in self.images],
+            "record_digest": self.record_digest,
         }
 
 
@@ -298,6 +309,9 @@ def build_image(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resume: ResumeStore | None = None,
     base: BaseImage | None = None,
+    reuse: bool = True,
+    reuse_from: str | None = None,
+    verify_reuse: bool = False,
 ) -> BuildResult:
     """Build an image of ``files`` at ``path`` in the repository, data-only or on ``base``, and tag it.
 
@@ -319,6 +333,12 @@ def build_image(
         :func:`~airflow_ecr_layers.core.readback.base_image.resolve_base` read it out of ECR:
         its layers first (copied into the repository where missing), its config kept, ours
         appended; an index gives an index. None: a data-only image.
+    :param reuse: reuse the tar layers the build record of the image ``reuse_from`` (a tag or
+        a digest; by default the first tag) names, when their files' identities match and ECR
+        holds them: such layers are neither read nor sent (:mod:`.reuse`). Every build writes
+        its own record beside the image, whatever ``reuse`` says (:mod:`.records`).
+    :param verify_reuse: read and hash the files of a layer the record names, and reuse it only
+        when they hash to it.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -330,10 +350,13 @@ def build_image(
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
+    if reuse_from is not None and not reuse_from.startswith("sha256:"):
+        validate_tags([reuse_from])
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
     if base is not None:
         base.check_layer_limit(len(plan.layers))
-        _composed(base, plan, [_PLACEHOLDER] * len(plan.layers), epoch, labels, annotations)  # the manifests' sizes
+        placeholders = [_PLACEHOLDER] * len(plan.layers)
+        _composed(base, plan, placeholders, placeholders, epoch, labels, annotations)  # the manifests' sizes
     else:
         # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
         _manifest(
@@ -348,20 +371,26 @@ def build_image(
         plan.path,
         repository_name,
     )
-    pushed = push_layers(
+    reference = (reuse_from or (tags[0] if tags else None)) if reuse else None
+    tar_layers = push_tar_layers(
         engine,
         repository_name,
-        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],  # for resume only
+        # the identities key the resume records and the build record, never the image
+        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],
         registry_id=registry_id,
+        recorded=read_record(engine.calls, repository_name, registry_id, reference),
+        verify_reuse=verify_reuse,
         part_size=part_size,
         max_concurrency=max_concurrency,
-        check_first=False,
         resume=resume,
     )
+    pushed = [layer.blob for layer in tar_layers]
     digests = [blob.digest for blob in pushed]
+    # uncompressed: a layer's diff_id is its digest (a reused one's is also in its record)
+    diff_ids = [layer.recorded_diff_id or layer.blob.digest for layer in tar_layers]
     images: list[dict[str, Any]] = []
     if base is not None:
-        composed = _composed(base, plan, digests, epoch, labels, annotations)
+        composed = _composed(base, plan, digests, diff_ids, epoch, labels, annotations)
         image, manifest = composed.plan, composed.plan.top
         config_digest = "" if base.is_index else composed.configs[0]
         built_for = ",".join(composed.platforms)
@@ -371,7 +400,7 @@ def build_image(
         ]
     else:
         config = image_config(
-            digests,
+            diff_ids,
             target,
             created=epoch,
             labels=labels,
@@ -395,6 +424,16 @@ def build_image(
         part_size=part_size,
         max_concurrency=max_concurrency,
     )
+    record = write_record(
+        engine,
+        repository_name,
+        put.registry_id or registry_id,
+        Descriptor(put.manifest_media_type, put.image_digest, manifest.size),
+        [
+            RecordEntry(Descriptor(OCI_LAYER_TAR, blob.digest, blob.size), layer.token, diff_id)
+            for layer, blob, diff_id in zip(tar_layers, pushed, diff_ids, strict=True)
+        ],
+    )
     result = BuildResult(
         registry_id=put.registry_id,
         repository_name=repository_name,
@@ -406,20 +445,22 @@ def build_image(
         platform=built_for,
         path=plan.path,
         layers=[
-            BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent)
+            BuiltLayer(blob.digest, blob.size, layer.files, blob.skipped, blob.bytes_read, blob.bytes_sent, blob.reused)
             for layer, blob in zip(plan.layers, pushed, strict=True)
         ],
         base=base.name if base else None,
         base_digest=base.digest if base else None,
         images=images,
+        record_digest=record,
     )
     totals = result.totals
     log.info(
-        "Built %s@%s: %d files in %d layers; read %.1f MiB, sent %.1f MiB",
+        "Built %s@%s: %d files in %d layers (%d reused); read %.1f MiB, sent %.1f MiB",
         repository_name,
         result.image_digest,
         totals["files"],
         totals["layers"],
+        totals["reused"],
         totals["bytes_read"] / MiB,
         totals["bytes_sent"] / MiB,
     )
@@ -446,6 +487,7 @@ def _composed(
     base: BaseImage,
     plan: BuildPlan,
     digests: Sequence[str],
+    diff_ids: Sequence[str],
     epoch: int | None,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
@@ -453,7 +495,7 @@ def _composed(
     comments = [f"{layer.files} files" for layer in plan.layers]
     return base.compose(
         _layer_blobs(plan, digests),
-        digests,  # uncompressed layers: a layer's digest is its diff id
+        diff_ids,
         history_entries(epoch, comments),
         created=_stamp(epoch).get("created"),
         labels=labels,

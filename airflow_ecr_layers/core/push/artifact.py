@@ -297,6 +297,52 @@ def push_artifact(
         _without_identity(layer) if found.present and found.origin == "expected" else layer
         for layer, found in zip(layers, findings, strict=True)
     ]
+    blobs = push_found(
+        engine,
+        repository_name,
+        layers,
+        findings,
+        registry_id=registry_id,
+        part_size=part_size,
+        max_concurrency=max_concurrency,
+        resume=resume,
+    )
+    put = put_artifact_manifest(
+        engine,
+        repository_name,
+        [blob.descriptor() for blob in blobs],
+        tags=tags,
+        artifact_type=artifact_type,
+        annotations=annotations,
+        subject=subject,
+        registry_id=registry_id,
+    )
+    result = ArtifactPushResult(**vars(put), layers=blobs)
+    totals = result.totals
+    log.info(
+        "reused %d of %d layers; read %.1f MiB, sent %.1f MiB",
+        totals["reused"],
+        totals["layers"],
+        totals["bytes_read"] / MiB,
+        totals["bytes_sent"] / MiB,
+    )
+    return result
+
+
+def push_found(
+    engine: EcrTransfer,
+    repository_name: str,
+    layers: Sequence[LayerSpec],
+    findings: Sequence[Finding],
+    *,
+    registry_id: str,
+    part_size: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    resume: ResumeStore | None = None,
+) -> list[BlobResult]:
+    """Push the layers ECR lacks according to ``findings`` (:func:`.discovery.learn_digests`, one
+    per layer), each expected to hash to the digest learnt for it, if any; the results in order,
+    a layer ECR holds reported as skipped (nothing read but what learning its digest read)."""
     to_upload = [
         replace(
             layer,
@@ -318,30 +364,10 @@ def push_artifact(
             resume=resume,
         )
     )
-    blobs = [
+    return [
         _held(layer, found, registry_id, repository_name) if found.present else _after_upload(next(uploaded), found)
         for layer, found in zip(layers, findings, strict=True)
     ]
-    put = put_artifact_manifest(
-        engine,
-        repository_name,
-        [blob.descriptor() for blob in blobs],
-        tags=tags,
-        artifact_type=artifact_type,
-        annotations=annotations,
-        subject=subject,
-        registry_id=registry_id,
-    )
-    result = ArtifactPushResult(**vars(put), layers=blobs)
-    totals = result.totals
-    log.info(
-        "reused %d of %d layers; read %.1f MiB, sent %.1f MiB",
-        totals["reused"],
-        totals["layers"],
-        totals["bytes_read"] / MiB,
-        totals["bytes_sent"] / MiB,
-    )
-    return result
 
 
 def _recording_identity(layer: LayerSpec, target: Target, in_clear: bool) -> LayerSpec:
