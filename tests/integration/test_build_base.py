@@ -109,11 +109,12 @@ def test_an_image_on_a_base_keeps_its_config_and_puts_its_layers_first(
     # the base's layers were copied in, once; its config was read, never written
     copied = stats.repository(repo)
     base_bytes = sum(layer["size"] for layer in base_manifest["layers"])
-    assert copied.layers_completed == len(ours) + 2 + 1  # ours, the base's two layers, our config
+    # ours, the base's two layers, our config, the build record's empty config
+    assert copied.layers_completed == len(ours) + 2 + 1 + 1
     assert stats.repository("base/busybox").get_download_url_for_layer_calls == 3  # two layers and the config
     assert copied.bytes_received == base_bytes + sum(layer.size for layer in result.layers) + len(
         blob(ecr, repo, manifest["config"]["digest"])
-    )
+    ) + len(b"{}")  # the build record's empty config
     unpacked, _ = files_in_image(ecr, repo, "v1")
     assert unpacked == {
         **{name: data for files in BASE_FILES for name, data in files.items()},
@@ -146,7 +147,7 @@ def test_a_base_in_the_same_repository_is_not_copied(
     result = build_image(
         hook.engine, repo, model_files(tmp_path), tags=["v1"], base=on(hook, f"{repo}@{base['digest']}")
     )
-    assert stats.repository(repo).layers_completed == len(result.layers) + 1  # ours and our config
+    assert stats.repository(repo).layers_completed == len(result.layers) + 1 + 1  # ours, our config, the record's
     assert result.base is not None and result.base.endswith(f"{repo}@{base['digest']}")
     assert result.images == [
         {
@@ -186,7 +187,8 @@ def test_a_multi_platform_base_gives_an_index_sharing_our_layers(
         config = json.loads(blob(ecr, repo, manifest["config"]["digest"]))
         assert platform_of(config) == platform_of(child["platform"])
     # our tar layers went up once, shared by both platforms
-    assert stats.repository(repo).initiate_layer_upload_calls == len(ours) + 2 + 2  # ours, 2 base layers, 2 configs
+    # ours, 2 base layers, 2 configs, the build record's empty config
+    assert stats.repository(repo).initiate_layer_upload_calls == len(ours) + 2 + 2 + 1
 
     # only the platforms named
     one = build_image(
