@@ -214,6 +214,7 @@ def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None
         part_size=args.part_size,
         max_concurrency=args.max_concurrency,
         resume=resume_store(args),
+        compress="gzip" if args.gzip else None,
     ).as_dict()
 
 
@@ -319,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="image config label")
     build.add_argument(
         "--executable", action="append", default=[], metavar="GLOB", help="file names written with mode 0755"
+    )
+    build.add_argument(
+        "--gzip", action="store_true", help="deterministic gzip layers (tar+gzip); the files are read twice"
     )
     build.add_argument("--registry-id", help="12-digit account id of the registry")
     build.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)

@@ -35,6 +35,8 @@ class BuildImageOperator(StoragePushOperator):
     :param source_date_epoch: the entries' mtime and the config's ``created`` (seconds); by
         default the ``SOURCE_DATE_EPOCH`` environment variable, else mtime 0 and no ``created``.
     :param big_file_size: files of this many bytes or more get a layer of their own (16 MiB).
+    :param compress: ``"gzip"`` for deterministic gzip layers (``tar+gzip``; the files are read
+        twice, once to measure each layer and once to upload it); None (default) for tar layers.
     :return: the PutImage result, ``config_digest``, ``platform``, ``path``, ``layers`` (per
         layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``) and
         ``totals`` (``files``, ``layers``, ``skipped``, ``bytes``, ``bytes_read``, ``bytes_sent``).
@@ -51,6 +53,7 @@ class BuildImageOperator(StoragePushOperator):
         "labels",
         "executable",
         "source_date_epoch",
+        "compress",
     )
 
     def __init__(
@@ -64,6 +67,7 @@ class BuildImageOperator(StoragePushOperator):
         executable: Sequence[str] | str = (),
         source_date_epoch: int | str | None = None,
         big_file_size: int = BIG_FILE_SIZE,
+        compress: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -74,6 +78,7 @@ class BuildImageOperator(StoragePushOperator):
         self.executable = executable
         self.source_date_epoch = source_date_epoch
         self.big_file_size = big_file_size
+        self.compress = compress
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.push_settings(context)
@@ -94,6 +99,7 @@ class BuildImageOperator(StoragePushOperator):
             labels=self.labels,
             source_date_epoch=self.source_date_epoch,
             big_file_size=self.big_file_size,
+            compress=self.compress or None,
             **settings,
         )
         self.log.info(

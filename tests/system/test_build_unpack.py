@@ -90,8 +90,9 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
     return found
 
 
+@pytest.mark.parametrize("gzip", [False, True], ids=["tar", "gzip"])
 def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
-    capsys: Any, tmp_path: Path, ecr: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+    gzip: bool, capsys: Any, tmp_path: Path, ecr: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_tools()
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)  # every entry's mtime is then 0
@@ -105,6 +106,7 @@ def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
     for repository, url in (("build/s3", f"s3://{bucket}/model/"), ("build/disk", f"file://{folder}/")):
         code = main(
             ["build", url, f"{repository}:v1", "--path", "/models", "--executable", "bin/*", "--conn-id", "aws_default"]
+            + (["--gzip"] if gzip else [])
         )
         out, err = capsys.readouterr()
         assert code == 0, err
@@ -112,6 +114,9 @@ def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
         assert result["totals"]["files"] == len(FILES)
         digests[repository] = result["image_digest"]
     assert digests["build/s3"] == digests["build/disk"]
+    manifest, _ = _manifest(ecr, "build/s3", "v1")
+    media_type = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if gzip else "")
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {media_type}
 
     layout = tmp_path / "layout"
     export_layout(ecr, "build/s3", "v1", layout)
@@ -149,7 +154,10 @@ def test_the_example_dag_builds_a_prefix_into_an_image(airflow_db: Any, ecr: Any
     run = dag.test(run_conf={"source": f"s3://{bucket}/models/run-42/", "repository": "demo/modelcar"})
     assert run.state == "success"
     manifest, _ = _manifest(ecr, "demo/modelcar", "latest")
-    assert manifest["annotations"] == {"org.opencontainers.image.title": "demo model"}
+    assert manifest["annotations"] == {
+        "org.opencontainers.image.title": "demo model",
+        "io.github.airflow-ecr-layers.build.path": "/models",
+    }
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"]
 
 

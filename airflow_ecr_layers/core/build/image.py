@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
+from airflow_ecr_layers.core.build.gzip_layer import GzipLayer, check_compress, measure_layers
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
 from airflow_ecr_layers.core.engine.planning import plan_parts, validate_part_size
 from airflow_ecr_layers.core.engine.results import ManifestResult
@@ -46,6 +47,7 @@ from airflow_ecr_layers.core.oci.layers import LayerSpec
 from airflow_ecr_layers.core.oci.manifest import (
     OCI_CONFIG,
     OCI_LAYER_TAR,
+    OCI_LAYER_TAR_GZIP,
     Descriptor,
     Manifest,
     build_image_manifest,
@@ -54,6 +56,7 @@ from airflow_ecr_layers.core.oci.manifest import (
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency, push_layers
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.sources.blobs import BlobSource, BytesSource
+from airflow_ecr_layers.core.sources.identity import NAMESPACE
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -62,6 +65,8 @@ CREATED_BY = "airflow-ecr-layers build"
 """Each layer's ``created_by`` in the config's history (no version: a new release of this
 package must not change the digest of the same files)."""
 _PLACEHOLDER = "sha256:" + "0" * 64
+BUILD_PATH_ANNOTATION = f"{NAMESPACE}.build.path"
+"""The manifest annotation that records a build's ``path``: a pull writes the files relative to it."""
 _PLATFORM_PART = re.compile(r"[a-z0-9_.-]+")
 
 
@@ -260,6 +265,7 @@ def build_image(
     part_size: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resume: ResumeStore | None = None,
+    compress: str | None = None,
 ) -> BuildResult:
     """Build a data-only image of ``files`` at ``path`` in the repository and tag it.
 
@@ -276,6 +282,8 @@ def build_image(
     :param source_date_epoch: the entries' mtime and the config's ``created``, in
         seconds; by default ``SOURCE_DATE_EPOCH``, else mtime 0 and no ``created``.
     :param big_file_size: a file of this size or more is a layer of its own.
+    :param compress: ``"gzip"`` for deterministic gzip layers (:mod:`.gzip_layer`; the files are
+        read twice: once to measure the compressed layer, once to upload it); None for tar layers.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -287,9 +295,19 @@ def build_image(
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
+    compress = check_compress(compress)
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
+    annotations.setdefault(BUILD_PATH_ANNOTATION, plan.path)
+    media_type = OCI_LAYER_TAR_GZIP if compress else OCI_LAYER_TAR
     # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
-    _manifest([_PLACEHOLDER] * len(plan.layers), [layer.size for layer in plan.layers], _PLACEHOLDER, 0, annotations)
+    _manifest(
+        [_PLACEHOLDER] * len(plan.layers),
+        [layer.size for layer in plan.layers],
+        _PLACEHOLDER,
+        0,
+        annotations,
+        media_type,
+    )
     registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     log.info(
         "Building %d files into %d tar layers (%.1f MiB) under %s in %s",
@@ -299,19 +317,32 @@ def build_image(
         plan.path,
         repository_name,
     )
+    blobs: list[BlobSource] = list(plan.layers)
+    if compress:
+        zipped = [GzipLayer(layer) for layer in plan.layers]
+        measured = measure_layers(zipped, max_concurrency)  # one pass over the files: sizes, digests, diff_ids
+        specs = [
+            LayerSpec(layer, media_type, expected_digest=m.digest, identity=layer.identity())
+            for layer, m in zip(zipped, measured, strict=True)
+        ]
+        blobs, diff_ids = list(zipped), [m.diff_id for m in measured]
+    else:
+        specs = [LayerSpec(layer, media_type, identity=layer.identity()) for layer in plan.layers]  # for resume only
     pushed = push_layers(
         engine,
         repository_name,
-        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],  # for resume only
+        specs,
         registry_id=registry_id,
         part_size=part_size,
         max_concurrency=max_concurrency,
-        check_first=False,
+        check_first=bool(compress),  # a gzip layer's digest is known: one ECR already holds is not sent
         resume=resume,
     )
     digests = [blob.digest for blob in pushed]
+    if not compress:
+        diff_ids = digests  # uncompressed: a layer's digest is its diff_id
     config = image_config(
-        digests,
+        diff_ids,
         target,
         created=epoch,
         labels=labels,
@@ -319,12 +350,12 @@ def build_image(
     )
     config_ref = BlobRef(sha256_digest(config), len(config), OCI_CONFIG, BytesSource(config, "<image config>"))
     manifest = _manifest(
-        digests, [layer.size for layer in plan.layers], config_ref.digest, config_ref.size, annotations
+        digests, [blob.size for blob in blobs], config_ref.digest, config_ref.size, annotations, media_type
     )
     image = ImagePlan("build", [manifest])
     image.add_blob(config_ref)
-    for layer, blob in zip(plan.layers, pushed, strict=True):
-        image.add_blob(BlobRef(blob.digest, layer.size, OCI_LAYER_TAR, layer))
+    for source, blob in zip(blobs, pushed, strict=True):
+        image.add_blob(BlobRef(blob.digest, source.size, media_type, source))
     put = push_image(
         engine,
         repository_name,
@@ -363,10 +394,15 @@ def build_image(
 
 
 def _manifest(
-    digests: Sequence[str], sizes: Sequence[int], config_digest: str, config_size: int, annotations: Mapping[str, str]
+    digests: Sequence[str],
+    sizes: Sequence[int],
+    config_digest: str,
+    config_size: int,
+    annotations: Mapping[str, str],
+    media_type: str = OCI_LAYER_TAR,
 ) -> Manifest:
     return build_image_manifest(
-        [Descriptor(OCI_LAYER_TAR, digest, size) for digest, size in zip(digests, sizes, strict=True)],
+        [Descriptor(media_type, digest, size) for digest, size in zip(digests, sizes, strict=True)],
         config=Descriptor(OCI_CONFIG, config_digest, config_size),
         annotations=annotations or None,
     )
