@@ -121,7 +121,12 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     image = parse_reference(args.reference).with_defaults(args.registry_id, None)
     sink = open_sink(args.destination, storage_of(args))
     return pull_artifact(
-        make_engine(args, region=image.region), image, sink, include=args.include, max_concurrency=args.max_concurrency
+        make_engine(args, region=image.region),
+        image,
+        sink,
+        include=args.include,
+        max_concurrency=args.max_concurrency,
+        path=args.path,
     ).as_dict()
 
 
@@ -346,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
     pull.add_argument("destination", metavar="DEST_URL", help="a folder or prefix: s3://bucket/prefix/, file:///dir/")
     pull.add_argument("--include", metavar="GLOB", help="only the files whose title matches")
+    pull.add_argument(
+        "--path",
+        help="an image of tar layers: the folder in the image to extract (default: its build's --path, else /)",
+    )
     pull.add_argument("--registry-id", help="12-digit account id of the registry")
     pull.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     pull.set_defaults(run=cmd_pull)

@@ -48,7 +48,7 @@ def check_compress(compress: object) -> str | None:
         return None
     if compress not in COMPRESSIONS:
         raise InvalidInputError(f"compress must be None or 'gzip', got {compress!r}")
-    return compress  # type: ignore[return-value]
+    return compress
 
 
 @dataclass(frozen=True)

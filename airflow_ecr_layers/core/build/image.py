@@ -56,7 +56,7 @@ from airflow_ecr_layers.core.oci.manifest import (
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency, push_layers
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.sources.blobs import BlobSource, BytesSource
-from airflow_ecr_layers.core.sources.identity import NAMESPACE
+from airflow_ecr_layers.core.sources.identity import BUILD_PATH
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -65,8 +65,6 @@ CREATED_BY = "airflow-ecr-layers build"
 """Each layer's ``created_by`` in the config's history (no version: a new release of this
 package must not change the digest of the same files)."""
 _PLACEHOLDER = "sha256:" + "0" * 64
-BUILD_PATH_ANNOTATION = f"{NAMESPACE}.build.path"
-"""The manifest annotation that records a build's ``path``: a pull writes the files relative to it."""
 _PLATFORM_PART = re.compile(r"[a-z0-9_.-]+")
 
 
@@ -297,7 +295,7 @@ def build_image(
     epoch = build_epoch(source_date_epoch)
     compress = check_compress(compress)
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
-    annotations.setdefault(BUILD_PATH_ANNOTATION, plan.path)
+    annotations.setdefault(BUILD_PATH, plan.path)  # where a pull takes the files from
     media_type = OCI_LAYER_TAR_GZIP if compress else OCI_LAYER_TAR
     # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
     _manifest(
