@@ -306,9 +306,11 @@ def entry_of(info: tarfile.TarInfo, layer: str) -> Entry:
 
 def _leaves(entry: Entry, root: str) -> bool:
     """Whether a link's target is outside the folder extracted (``root``)."""
-    if entry.kind == "symlink" and not entry.linkname.startswith("/"):
+    if entry.kind == "symlink":
+        if entry.linkname.startswith("/"):
+            return True  # written as it is, it would point into the machine's own folders
         target = posixpath.normpath(posixpath.join(posixpath.dirname(entry.name), entry.linkname))
-    else:  # an absolute symlink points from the image's root; a hardlink names a path of the archive
+    else:  # a hardlink names a path of the archive
         target = posixpath.normpath(entry.linkname.lstrip("/") or ".")
     if target == ".." or target.startswith("../"):
         return True
