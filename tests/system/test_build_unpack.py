@@ -166,3 +166,31 @@ def _manifest(ecr: Any, repository: str, tag: str) -> tuple[dict[str, Any], str]
         repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=[OCI_MANIFEST]
     )["images"]
     return json.loads(image["imageManifest"]), image["imageId"]["imageDigest"]
+
+
+def test_the_example_dag_builds_gzip_layers_and_pulls_the_files_back(
+    airflow_db: Any, ecr: Any, s3: Any, bucket: str
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    ecr.create_repository(repositoryName="demo/modelcar")
+    files = {"config.json": b"{}", "weights/a.bin": pattern_bytes(70_000, seed=3), "empty": b""}
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"models/run-42/{name}", Body=data)
+    dag = DagBag(dag_folder=str(ROOT / "example_dags")).get_dag("example_ecr_layers_build_and_pull")
+    run = dag.test(
+        run_conf={
+            "source": f"s3://{bucket}/models/run-42/",
+            "repository": "demo/modelcar",
+            "destination": f"s3://{bucket}/serving/run-42/",
+        }
+    )
+    assert run.state == "success"
+    manifest, _ = _manifest(ecr, "demo/modelcar", "gzip")
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="serving/run-42/")["Contents"]
+    pulled = {
+        o["Key"].removeprefix("serving/run-42/"): s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in listed
+    }
+    assert pulled == files
