@@ -172,7 +172,7 @@ def tar_layers(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> list[T
 # --- reading a layer as a stream -------------------------------------------------------
 
 
-class _PartStream(io.RawIOBase):
+class PartStream(io.RawIOBase):
     """The bytes of a :class:`PartReader`, in order, as a readable stream."""
 
     def __init__(self, reader: PartReader) -> None:
@@ -205,10 +205,10 @@ class _PartStream(io.RawIOBase):
         return len(got)
 
 
-class _Gunzip(io.RawIOBase):
+class GunzipStream(io.RawIOBase):
     """The decompressed bytes of a gzip stream (one member or more), hashed as they pass."""
 
-    def __init__(self, raw: _PartStream, name: str) -> None:
+    def __init__(self, raw: PartStream, name: str) -> None:
         super().__init__()
         self._raw = raw
         self._name = name
@@ -222,13 +222,13 @@ class _Gunzip(io.RawIOBase):
 
     def _fill(self) -> bool:
         while True:
-            if self._inflate.unconsumed_tail:
-                data: bytes | memoryview = self._inflate.unconsumed_tail
-            elif self._inflate.eof:
-                data = self._inflate.unused_data or self._raw.chunk(READ_SIZE)
+            if self._inflate.eof:  # first: at a member's end zlib may keep the rest in unconsumed_tail too
+                data: bytes | memoryview = self._inflate.unused_data or self._raw.chunk(READ_SIZE)
                 if not data:
                     return False
                 self._inflate = zlib.decompressobj(_GZIP_WBITS)  # another gzip member follows
+            elif self._inflate.unconsumed_tail:
+                data = self._inflate.unconsumed_tail
             else:
                 data = self._raw.chunk(READ_SIZE)
                 if not data:
@@ -261,8 +261,8 @@ def _open_layer(
     source = LayerDownload(engine.calls, repository, layer.digest, layer.size, registry_id=registry_id)
     name = f"layer {layer.index + 1} ({layer.digest})"
     with PartReader(source, READ_SIZE, depth=engine.read_depth) as reader:
-        raw = _PartStream(reader)
-        stream: io.RawIOBase = _Gunzip(raw, name) if layer.gzip else raw
+        raw = PartStream(reader)
+        stream: io.RawIOBase = GunzipStream(raw, name) if layer.gzip else raw
         try:
             with tarfile.open(fileobj=io.BufferedReader(stream, COPY_SIZE), mode="r|") as tar:
                 yield tar
@@ -273,7 +273,7 @@ def _open_layer(
         digest = reader.digest()
     if digest != layer.digest:
         raise DigestMismatchError(f"{name} downloaded as {digest}; nothing was written")
-    diff_id = "sha256:" + stream.hash.hexdigest() if isinstance(stream, _Gunzip) else digest
+    diff_id = "sha256:" + stream.hash.hexdigest() if isinstance(stream, GunzipStream) else digest
     if diff_id != layer.diff_id:
         raise DigestMismatchError(f"{name} holds a tar of {diff_id}, not the config's diff_id {layer.diff_id}")
 

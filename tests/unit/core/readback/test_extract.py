@@ -6,15 +6,21 @@ them, checked and applied; nothing here talks to ECR.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import tarfile
+import tracemalloc
 
 import pytest
 
+from airflow_ecr_layers.core.engine.reader import Part
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.readback.extract import (
     Entry,
     Extraction,
+    GunzipStream,
+    PartStream,
     apply_layer,
     check_entries,
     entry_of,
@@ -146,3 +152,47 @@ def test_tar_images_are_told_from_artifacts() -> None:
     assert is_tar_image({"layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}]})
     assert not is_tar_image({"layers": [{"mediaType": "application/octet-stream"}]})
     assert not is_tar_image({"manifests": []})
+
+
+class _Parts:
+    """A stand-in for the part reader: ``data`` in parts of ``size`` bytes."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data, self._size, self._at = data, size, 0
+
+    def next_part(self) -> Part | None:
+        if self._at >= len(self._data):
+            return None
+        part = Part(self._at, bytearray(self._data[self._at : self._at + self._size]))
+        self._at += self._size
+        return part
+
+
+def test_a_gzip_layer_is_read_in_bounded_memory_and_its_diff_id_hashed_on_the_way() -> None:
+    """64 MiB of tar from 64 KiB of gzip (two members): memory stays a few MiB, the bytes all pass."""
+    big = 64 * 1024 * 1024
+    tar = tarfile.TarInfo("models/zeros.bin")
+    tar.size = big
+    header = tar.tobuf(tarfile.PAX_FORMAT)
+    whole = header + bytes(big) + bytes(1024)
+    compressed = gzip.compress(whole[: 10 * 1024 * 1024], mtime=0) + gzip.compress(whole[10 * 1024 * 1024 :], mtime=0)
+    del whole
+    stream = GunzipStream(PartStream(_Parts(compressed, 1 << 20)), "layer 1")  # type: ignore[arg-type]
+    seen = 0
+    tracemalloc.start()
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 20), mode="r|") as archive:
+            for info in archive:
+                handle = archive.extractfile(info)
+                assert handle is not None
+                while chunk := handle.read(1 << 20):
+                    seen += len(chunk)
+        while stream.readinto(bytearray(1 << 20)):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == big
+    assert peak < 16 * 1024 * 1024, peak  # a few 1 MiB buffers, whatever the layer weighs
+    expected = hashlib.sha256(header + bytes(big) + bytes(1024)).hexdigest()
+    assert stream.hash.hexdigest() == expected
