@@ -22,7 +22,9 @@ read buffers whatever the layers weigh.
 2. **Write.** Only now, and only once every layer checked out, is anything written: each layer
    that holds a file of the result is read again, and each such file streamed through the sink
    (:class:`~.pull.FileSink`: a multipart upload on S3, a hidden file renamed into place in a
-   folder), ``max_concurrency`` layers at once. The layer's digest is verified again at its end.
+   folder), ``max_concurrency`` layers at once. The layer's digest is verified again at its end:
+   a mismatch there (ECR serving other bytes for one digest on a second read) fails the pull,
+   with the files of that layer already written left in place.
 
 The price of "nothing written before everything is checked": the layers that hold files are
 downloaded twice. Folders are not written (object storage has none); empty folders do not come
@@ -446,7 +448,8 @@ def plan_extraction(
         with _open_layer(engine, repository, registry_id, layer) as tar:
             entries = [entry_of(info, name) for info in tar]
         check_entries(entries, extraction, name)
-        return entries
+        # kept for the next step: what is under the folder extracted, and the whiteouts (a base's other files go)
+        return [e for e in entries if extraction.title_of(e.name) or posixpath.basename(e.name).startswith(WHITEOUT)]
 
     scanned = _map(scan, layers, max_concurrency)
     dirs: set[str] = set()
