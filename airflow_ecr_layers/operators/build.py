@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE
+from airflow_ecr_layers.core.build.gzip_layer import check_compress
 from airflow_ecr_layers.core.build.image import DEFAULT_PLATFORM, Platform, build_image, files_of, plan_build
 from airflow_ecr_layers.object_storage import open_sources
 from airflow_ecr_layers.operators.base import StoragePushOperator
@@ -87,6 +88,7 @@ class BuildImageOperator(StoragePushOperator):
         path, platform = self.path or "/", self.platform or DEFAULT_PLATFORM
         # refuse what cannot be built before create_repository writes anything
         Platform.parse(platform)
+        check_compress(self.compress or None)
         plan_build(files, path=path, big_file_size=self.big_file_size, part_size=settings["part_size"])
         self.prepare_repository(self.repository_name)
         result = build_image(

@@ -4,6 +4,7 @@ and the upload fails the layer with nothing tagged."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import pytest
 from airflow_ecr_layers.core.build.gzip_layer import GzipLayer
 from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build
 from airflow_ecr_layers.core.engine.resume import MemoryResumeStore, ResumePoint
-from airflow_ecr_layers.core.errors import DigestMismatchError, SourceChangedError
+from airflow_ecr_layers.core.errors import DigestMismatchError, InvalidInputError, SourceChangedError
 from airflow_ecr_layers.core.sources.identity import Target
+from airflow_ecr_layers.operators import BuildImageOperator
 from airflow_ecr_layers.storage import PlainStorage, open_sources
 from helpers import MiB
 
@@ -78,3 +80,25 @@ def test_a_file_rewritten_between_measuring_and_uploading_fails_with_nothing_tag
         build_image(hook.engine, repo, files, tags=["v1"], compress="gzip")
     assert stats.repository(repo).put_image_calls == 0
     assert ecr.describe_images(repositoryName=repo)["imageDetails"] == []
+
+
+def test_the_operator_builds_gzip_layers_and_refuses_another_compression_before_writing(
+    s3: Any, bucket: str, ecr: Any
+) -> None:
+    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"a" * 5000)
+    url = f"s3://{bucket}/data/"
+    with pytest.raises(InvalidInputError, match="compress must be None or 'gzip'"):
+        BuildImageOperator(
+            task_id="build", source=url, repository_name="build/new", compress="zstd", create_repository=True
+        ).execute({})
+    assert ecr.describe_repositories()["repositories"] == []
+    result = BuildImageOperator(
+        task_id="build", source=url, repository_name="build/new", compress="gzip", create_repository=True
+    ).execute({})
+    (image,) = ecr.batch_get_image(
+        repositoryName="build/new",
+        imageIds=[{"imageDigest": result["image_digest"]}],
+        acceptedMediaTypes=["application/vnd.oci.image.manifest.v1+json"],
+    )["images"]
+    (layer,) = json.loads(image["imageManifest"])["layers"]
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip" and layer["size"] < 5000
