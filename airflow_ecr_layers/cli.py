@@ -125,7 +125,12 @@ def cmd_pull(args: argparse.Namespace) -> dict[str, Any]:
     image = parse_reference(args.reference).with_defaults(args.registry_id, None)
     sink = open_sink(args.destination, storage_of(args))
     return pull_artifact(
-        make_engine(args, region=image.region), image, sink, include=args.include, max_concurrency=args.max_concurrency
+        make_engine(args, region=image.region),
+        image,
+        sink,
+        include=args.include,
+        max_concurrency=args.max_concurrency,
+        path=args.path,
     ).as_dict()
 
 
@@ -279,6 +284,7 @@ def cmd_build(args: argparse.Namespace, progress: ProgressListener | None = None
         reuse=args.reuse,
         reuse_from=args.reuse_from,
         verify_reuse=args.verify_reuse,
+        compress="gzip" if args.gzip else None,
     ).as_dict()
 
 
@@ -399,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--executable", action="append", default=[], metavar="GLOB", help="file names written with mode 0755"
     )
+    build.add_argument(
+        "--gzip", action="store_true", help="deterministic gzip layers (tar+gzip); the files are read twice"
+    )
     build.add_argument("--registry-id", help="12-digit account id of the registry")
     build.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     reuse_options(build, "files")
@@ -422,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("reference", metavar="REPOSITORY[:TAG|@DIGEST]")
     pull.add_argument("destination", metavar="DEST_URL", help="a folder or prefix: s3://bucket/prefix/, file:///dir/")
     pull.add_argument("--include", metavar="GLOB", help="only the files whose title matches")
+    pull.add_argument(
+        "--path",
+        help="an image of tar layers: the folder in the image to extract (default: its build's --path, else /)",
+    )
     pull.add_argument("--registry-id", help="12-digit account id of the registry")
     pull.add_argument("--max-concurrency", type=int, default=DEFAULT_MAX_CONCURRENCY)
     pull.set_defaults(run=cmd_pull)

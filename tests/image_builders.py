@@ -165,7 +165,7 @@ class TarEntry:
     name: str
     data: bytes = b""
     kind: str = "file"
-    """``file``, ``dir``, ``symlink`` or ``hardlink``."""
+    """``file``, ``dir``, ``symlink``, ``hardlink``, ``device`` (a character device) or ``fifo``."""
     target: str = ""
 
 
@@ -244,6 +244,12 @@ def layer_tar(files: dict[str, bytes]) -> bytes:
 
 def write_tar(path: Path, entries: list[TarEntry], *, compress: bool = False) -> Path:
     """A tar of exactly these entries (names as given: ``../`` and ``/`` are kept)."""
+    path.write_bytes(tar_bytes(entries, compress=compress))
+    return path
+
+
+def tar_bytes(entries: list[TarEntry], *, compress: bool = False) -> bytes:
+    """The bytes of a tar of exactly these entries (gzip-compressed with ``compress``)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for entry in entries:
@@ -256,12 +262,15 @@ def write_tar(path: Path, entries: list[TarEntry], *, compress: bool = False) ->
                 info.type = tarfile.SYMTYPE if entry.kind == "symlink" else tarfile.LNKTYPE
                 info.linkname = entry.target
                 tar.addfile(info)
+            elif entry.kind in ("device", "fifo"):
+                info.type = tarfile.CHRTYPE if entry.kind == "device" else tarfile.FIFOTYPE
+                info.devmajor, info.devminor = (1, 3) if entry.kind == "device" else (0, 0)
+                tar.addfile(info)
             else:
                 info.size, info.mode = len(entry.data), 0o644
                 tar.addfile(info, io.BytesIO(entry.data))
     data = buffer.getvalue()
-    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
-    return path
+    return gzip.compress(data, mtime=0) if compress else data
 
 
 # --- base images put straight into ECR (for builds on a base) ------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_ecr_layers.core.build.base import BaseImage
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE
+from airflow_ecr_layers.core.build.gzip_layer import check_compress
 from airflow_ecr_layers.core.build.image import build_image, files_of, plan_build, platforms_of, target_platform
 from airflow_ecr_layers.core.ecr.references import parse_reference
 from airflow_ecr_layers.core.errors import InvalidInputError
@@ -51,6 +52,8 @@ class BuildImageOperator(StoragePushOperator):
     :param reuse_from: the tag or digest whose build record to read (default: the first tag).
     :param verify_reuse: read and hash the files of each layer a record would reuse, and reuse
         it only when they hash to the recorded digest (still sends nothing).
+    :param compress: ``"gzip"`` for deterministic gzip layers (``tar+gzip``; the files are read
+        twice, once to measure each layer and once to upload it); None (default) for tar layers.
     :return: the PutImage result, ``config_digest``, ``platform``, ``path``, ``layers`` (per
         layer ``digest``, ``size``, ``files``, ``skipped``, ``bytes_read``, ``bytes_sent``, ``reused``),
         ``totals`` (``files``, ``layers``, ``skipped``, ``reused``, ``bytes``, ``bytes_read``,
@@ -72,6 +75,7 @@ class BuildImageOperator(StoragePushOperator):
         "base",
         "base_aws_conn_id",
         "reuse_from",
+        "compress",
     )
 
     def __init__(
@@ -90,6 +94,7 @@ class BuildImageOperator(StoragePushOperator):
         reuse: bool = True,
         reuse_from: str | None = None,
         verify_reuse: bool = False,
+        compress: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -105,6 +110,7 @@ class BuildImageOperator(StoragePushOperator):
         self.reuse = reuse
         self.reuse_from = reuse_from
         self.verify_reuse = verify_reuse
+        self.compress = compress
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = self.push_settings(context)
@@ -117,6 +123,7 @@ class BuildImageOperator(StoragePushOperator):
         target_platform(platforms, base)
         if base is not None:
             base.check_layer_limit(len(plan.layers))
+        check_compress(self.compress or None)
         self.prepare_repository(self.repository_name)
         result = build_image(
             self.engine,
@@ -132,6 +139,7 @@ class BuildImageOperator(StoragePushOperator):
             reuse=bool(self.reuse),
             reuse_from=self.reuse_from or None,
             verify_reuse=bool(self.verify_reuse),
+            compress=self.compress or None,
             **settings,
         )
         self.log.info(

@@ -29,7 +29,10 @@ class PullArtifactOperator(EcrLayersBaseOperator):
     :param destination: an ``ObjectStoragePath`` folder or prefix (``s3://bucket/prefix/``, ``file:///dir/``).
     :param destination_conn_id: the connection to write with; ``aws_conn_id`` for s3:// if unset.
     :param include: keep only the files whose title matches this glob (``*.safetensors``).
-    :param max_concurrency: files pulled at once.
+    :param max_concurrency: files pulled at once (layers at once, for an image of tar layers).
+    :param path: for an image of tar layers (one ``BuildImageOperator`` built, or any image): the
+        folder of the image whose files are written, relative to it; by default the folder its
+        build recorded, else ``/``. Every entry is checked before anything is written.
     :return: ``registry_id``, ``repository_name``, ``image_digest``, ``bytes`` and ``files``: per
         file ``path``, ``title``, ``size``, ``digest`` (sha256 of the file) and ``layers``.
     """
@@ -43,6 +46,7 @@ class PullArtifactOperator(EcrLayersBaseOperator):
         "destination",
         "destination_conn_id",
         "include",
+        "path",
     )
 
     def __init__(
@@ -56,6 +60,7 @@ class PullArtifactOperator(EcrLayersBaseOperator):
         destination_conn_id: str | None = None,
         include: str | None = None,
         max_concurrency: int = 2,
+        path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,6 +72,7 @@ class PullArtifactOperator(EcrLayersBaseOperator):
         self.destination_conn_id = destination_conn_id
         self.include = include
         self.max_concurrency = max_concurrency
+        self.path = path
 
     def execute(self, context: Context) -> dict[str, Any]:
         image = reference_from(
@@ -86,6 +92,7 @@ class PullArtifactOperator(EcrLayersBaseOperator):
             sink,
             include=self.include or None,
             max_concurrency=check_max_concurrency(optional_int(self.max_concurrency, "max_concurrency")),
+            path=self.path or None,
         )
         self.log.info("Pulled %d files of %s to %s", len(result.files), image, self.destination)
         return result.as_dict()

@@ -131,7 +131,10 @@ def test_the_same_files_from_s3_and_from_a_local_folder_give_the_same_image(
     assert digest == a.image_digest
     assert manifest["config"]["mediaType"] == OCI_CONFIG and "artifactType" not in manifest
     assert {layer["mediaType"] for layer in manifest["layers"]} == {LAYER_TAR}
-    assert manifest["annotations"] == {"org.opencontainers.image.title": "a model"}
+    assert manifest["annotations"] == {
+        "org.opencontainers.image.title": "a model",
+        "io.github.airflow-ecr-layers.build.path": "/models",
+    }
     assert "s3://" not in json.dumps(manifest) and str(tmp_path) not in json.dumps(manifest)
 
     unpacked, config = files_in_image(ecr, from_disk, "v1")

@@ -92,8 +92,9 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
     return found
 
 
+@pytest.mark.parametrize("gzip", [False, True], ids=["tar", "gzip"])
 def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
-    capsys: Any, tmp_path: Path, ecr: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+    gzip: bool, capsys: Any, tmp_path: Path, ecr: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_tools()
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)  # every entry's mtime is then 0
@@ -107,6 +108,7 @@ def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
     for repository, url in (("build/s3", f"s3://{bucket}/model/"), ("build/disk", f"file://{folder}/")):
         code = main(
             ["build", url, f"{repository}:v1", "--path", "/models", "--executable", "bin/*", "--conn-id", "aws_default"]
+            + (["--gzip"] if gzip else [])
         )
         out, err = capsys.readouterr()
         assert code == 0, err
@@ -114,6 +116,9 @@ def test_umoci_unpacks_the_built_image_into_exactly_the_source_files(
         assert result["totals"]["files"] == len(FILES)
         digests[repository] = result["image_digest"]
     assert digests["build/s3"] == digests["build/disk"]
+    manifest, _ = _manifest(ecr, "build/s3", "v1")
+    media_type = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if gzip else "")
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {media_type}
 
     layout = tmp_path / "layout"
     export_layout(ecr, "build/s3", "v1", layout)
@@ -196,7 +201,10 @@ def test_the_example_dag_builds_a_prefix_into_an_image(airflow_db: Any, ecr: Any
     run = dag.test(run_conf={"source": f"s3://{bucket}/models/run-42/", "repository": "demo/modelcar"})
     assert run.state == "success"
     manifest, _ = _manifest(ecr, "demo/modelcar", "latest")
-    assert manifest["annotations"] == {"org.opencontainers.image.title": "demo model"}
+    assert manifest["annotations"] == {
+        "org.opencontainers.image.title": "demo model",
+        "io.github.airflow-ecr-layers.build.path": "/models",
+    }
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"]
 
 
@@ -233,3 +241,31 @@ def _manifest(ecr: Any, repository: str, tag: str) -> tuple[dict[str, Any], str]
         repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=[OCI_MANIFEST]
     )["images"]
     return json.loads(image["imageManifest"]), image["imageId"]["imageDigest"]
+
+
+def test_the_example_dag_builds_gzip_layers_and_pulls_the_files_back(
+    airflow_db: Any, ecr: Any, s3: Any, bucket: str
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    ecr.create_repository(repositoryName="demo/modelcar")
+    files = {"config.json": b"{}", "weights/a.bin": pattern_bytes(70_000, seed=3), "empty": b""}
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"models/run-42/{name}", Body=data)
+    dag = DagBag(dag_folder=str(ROOT / "example_dags")).get_dag("example_ecr_layers_build_and_pull")
+    run = dag.test(
+        run_conf={
+            "source": f"s3://{bucket}/models/run-42/",
+            "repository": "demo/modelcar",
+            "destination": f"s3://{bucket}/serving/run-42/",
+        }
+    )
+    assert run.state == "success"
+    manifest, _ = _manifest(ecr, "demo/modelcar", "gzip")
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="serving/run-42/")["Contents"]
+    pulled = {
+        o["Key"].removeprefix("serving/run-42/"): s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in listed
+    }
+    assert pulled == files

@@ -115,11 +115,13 @@ class _OwnedGzipFile(gzip.GzipFile):
 class GzipSource:
     """The gzip compression of ``parent`` (deterministic); ``size`` and ``digest`` cost one compression pass."""
 
-    def __init__(self, parent: BlobSource, level: int = DEFAULT_LEVEL) -> None:
+    def __init__(self, parent: BlobSource, level: int = DEFAULT_LEVEL, *, fixed: bool = False) -> None:
         if not 0 <= level <= 9:
             raise ValueError(f"gzip level must be 0-9, got {level}")
         self.parent = parent
         self.level = level
+        self.fixed = fixed
+        """Compress with :class:`FixedGzip` (the same header on every platform)."""
         self._measured: tuple[int, str] | None = None
 
     @property
@@ -141,7 +143,9 @@ class GzipSource:
         return self.measure()[1]
 
     def open_at(self, offset: int, block_size: int) -> BinaryIO:
-        stream = _GzipStream(self.parent.open_at(0, max(block_size, MiB)), self.parent.size, self.level)
+        stream = _GzipStream(
+            self.parent.open_at(0, max(block_size, MiB)), self.parent.size, self.level, fixed=self.fixed
+        )
         while offset > 0:  # compressed output cannot be seeked: produce and discard
             skipped = stream.read(min(offset, MiB))
             if not skipped:
@@ -150,18 +154,52 @@ class GzipSource:
         return stream  # type: ignore[return-value]
 
 
+FIXED_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""A gzip member header with nothing of the machine in it: deflate, no flags (no file name, no
+comment), mtime 0, no extra flags, OS 255 ("unknown", as Go's compress/gzip writes it). zlib's own
+gzip header (``wbits=31``) writes the OS byte of the platform zlib was built for."""
+
+
+class FixedGzip:
+    """A compressor (``compress``/``flush``, as ``zlib.compressobj``) whose gzip stream is
+    :data:`FIXED_GZIP_HEADER`, raw deflate at ``level``, then the CRC-32 and size trailer."""
+
+    def __init__(self, level: int = DEFAULT_LEVEL) -> None:
+        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+        self._crc = 0
+        self._size = 0
+        self._started = False
+
+    def _header(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return FIXED_GZIP_HEADER
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        return self._header() + self._deflate.compress(data)
+
+    def flush(self) -> bytes:
+        trailer = (self._crc & 0xFFFFFFFF).to_bytes(4, "little") + (self._size & 0xFFFFFFFF).to_bytes(4, "little")
+        return self._header() + self._deflate.flush() + trailer
+
+
 class _GzipStream(io.RawIOBase):
     """Reads of the gzip compression of ``size`` bytes of ``raw``, produced as they are asked for.
 
     ``raw`` may go on past the blob (a member sliced out of an archive): only ``size``
-    bytes of it are read.
+    bytes of it are read. ``fixed`` compresses with :class:`FixedGzip` (no platform byte).
     """
 
-    def __init__(self, raw: BinaryIO, size: int, level: int) -> None:
+    def __init__(self, raw: BinaryIO, size: int, level: int, *, fixed: bool = False) -> None:
         super().__init__()
         self._raw = raw
         self._remaining = size
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        self._compressor: FixedGzip | Any = (
+            FixedGzip(level) if fixed else zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        )
         self._pending = bytearray()
         self._done = False
 

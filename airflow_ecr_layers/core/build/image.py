@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from airflow_ecr_layers.core.build.base import BaseImage, Composed
 from airflow_ecr_layers.core.build.grouping import BIG_FILE_SIZE, group_files
+from airflow_ecr_layers.core.build.gzip_layer import GzipLayer, check_compress, measure_layers
 from airflow_ecr_layers.core.build.records import RecordEntry, read_record, write_record
 from airflow_ecr_layers.core.build.reuse import push_tar_layers
 from airflow_ecr_layers.core.build.tar_stream import LayerFile, TarLayer, check_mtime, image_folder, join_image_path
@@ -53,6 +54,7 @@ from airflow_ecr_layers.core.oci.layers import LayerSpec
 from airflow_ecr_layers.core.oci.manifest import (
     OCI_CONFIG,
     OCI_LAYER_TAR,
+    OCI_LAYER_TAR_GZIP,
     Descriptor,
     Manifest,
     build_image_manifest,
@@ -61,6 +63,7 @@ from airflow_ecr_layers.core.oci.manifest import (
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.push.image import push_image
 from airflow_ecr_layers.core.sources.blobs import BlobSource, BytesSource
+from airflow_ecr_layers.core.sources.identity import BUILD_PATH
 
 log = logging.getLogger("airflow_ecr_layers")
 
@@ -312,6 +315,7 @@ def build_image(
     reuse: bool = True,
     reuse_from: str | None = None,
     verify_reuse: bool = False,
+    compress: str | None = None,
 ) -> BuildResult:
     """Build an image of ``files`` at ``path`` in the repository, data-only or on ``base``, and tag it.
 
@@ -339,6 +343,8 @@ def build_image(
         its own record beside the image, whatever ``reuse`` says (:mod:`.records`).
     :param verify_reuse: read and hash the files of a layer the record names, and reuse it only
         when they hash to it.
+    :param compress: ``"gzip"`` for deterministic gzip layers (:mod:`.gzip_layer`; the files are
+        read twice: once to measure the compressed layer, once to upload it); None for tar layers.
     """
     validate_repository_name(repository_name)
     tags = validate_tags(tags)
@@ -350,17 +356,26 @@ def build_image(
     annotations = _strings(annotations, "annotations")
     labels = _strings(labels, "labels")
     epoch = build_epoch(source_date_epoch)
+    compress = check_compress(compress)
     if reuse_from is not None and not reuse_from.startswith("sha256:"):
         validate_tags([reuse_from])
     plan = plan_build(files, path=path, mtime=epoch or 0, big_file_size=big_file_size, part_size=part_size)
+    annotations.setdefault(BUILD_PATH, plan.path)  # where a pull takes the files from
+    media_type = OCI_LAYER_TAR_GZIP if compress else OCI_LAYER_TAR
     if base is not None:
         base.check_layer_limit(len(plan.layers))
         placeholders = [_PLACEHOLDER] * len(plan.layers)
-        _composed(base, plan, placeholders, placeholders, epoch, labels, annotations)  # the manifests' sizes
+        # the manifests' sizes (a gzip layer's own size is not known yet: the tar's stands in)
+        _composed(base, plan, plan.layers, placeholders, placeholders, epoch, labels, annotations, media_type)
     else:
         # The manifest's size is known before any upload, but for the config's size: digests have a fixed length.
         _manifest(
-            [_PLACEHOLDER] * len(plan.layers), [layer.size for layer in plan.layers], _PLACEHOLDER, 0, annotations
+            [_PLACEHOLDER] * len(plan.layers),
+            [layer.size for layer in plan.layers],
+            _PLACEHOLDER,
+            0,
+            annotations,
+            media_type,
         )
     registry_id = engine.calls.repository_registry_id(repository_name, registry_id)  # fails before any write
     log.info(
@@ -372,11 +387,24 @@ def build_image(
         repository_name,
     )
     reference = (reuse_from or (tags[0] if tags else None)) if reuse else None
+    blobs: list[BlobSource] = list(plan.layers)
+    measured_diff_ids: list[str] = []
+    if compress:
+        zipped = [GzipLayer(layer) for layer in plan.layers]
+        measured = measure_layers(zipped, max_concurrency)  # one pass over the files: sizes, digests, diff_ids
+        # a gzip layer's digest is known: one ECR already holds is not sent
+        specs = [
+            LayerSpec(layer, media_type, expected_digest=m.digest, identity=layer.identity())
+            for layer, m in zip(zipped, measured, strict=True)
+        ]
+        blobs, measured_diff_ids = list(zipped), [m.diff_id for m in measured]
+    else:
+        # the identities key the resume records and the build record, never the image
+        specs = [LayerSpec(layer, media_type, identity=layer.identity()) for layer in plan.layers]
     tar_layers = push_tar_layers(
         engine,
         repository_name,
-        # the identities key the resume records and the build record, never the image
-        [LayerSpec(layer, OCI_LAYER_TAR, identity=layer.identity()) for layer in plan.layers],
+        specs,
         registry_id=registry_id,
         recorded=read_record(engine.calls, repository_name, registry_id, reference),
         verify_reuse=verify_reuse,
@@ -386,11 +414,12 @@ def build_image(
     )
     pushed = [layer.blob for layer in tar_layers]
     digests = [blob.digest for blob in pushed]
-    # uncompressed: a layer's diff_id is its digest (a reused one's is also in its record)
-    diff_ids = [layer.recorded_diff_id or layer.blob.digest for layer in tar_layers]
+    # a reused layer's diff_id is in its record, a gzip layer's was measured, a tar layer's is its digest
+    fresh_diff_ids = measured_diff_ids if compress else digests
+    diff_ids = [layer.recorded_diff_id or fresh for layer, fresh in zip(tar_layers, fresh_diff_ids, strict=True)]
     images: list[dict[str, Any]] = []
     if base is not None:
-        composed = _composed(base, plan, digests, diff_ids, epoch, labels, annotations)
+        composed = _composed(base, plan, blobs, digests, diff_ids, epoch, labels, annotations, media_type)
         image, manifest = composed.plan, composed.plan.top
         config_digest = "" if base.is_index else composed.configs[0]
         built_for = ",".join(composed.platforms)
@@ -408,11 +437,11 @@ def build_image(
         )
         config_ref = BlobRef(sha256_digest(config), len(config), OCI_CONFIG, BytesSource(config, "<image config>"))
         manifest = _manifest(
-            digests, [layer.size for layer in plan.layers], config_ref.digest, config_ref.size, annotations
+            digests, [blob.size for blob in blobs], config_ref.digest, config_ref.size, annotations, media_type
         )
         image = ImagePlan("build", [manifest])
         image.add_blob(config_ref)
-        for blob in _layer_blobs(plan, digests):
+        for blob in _layer_blobs(blobs, digests, media_type):
             image.add_blob(blob)
         config_digest, built_for = config_ref.digest, str(target)
     put = push_image(
@@ -430,7 +459,7 @@ def build_image(
         put.registry_id or registry_id,
         Descriptor(put.manifest_media_type, put.image_digest, manifest.size),
         [
-            RecordEntry(Descriptor(OCI_LAYER_TAR, blob.digest, blob.size), layer.token, diff_id)
+            RecordEntry(Descriptor(media_type, blob.digest, blob.size), layer.token, diff_id)
             for layer, blob, diff_id in zip(tar_layers, pushed, diff_ids, strict=True)
         ],
     )
@@ -468,33 +497,38 @@ def build_image(
 
 
 def _manifest(
-    digests: Sequence[str], sizes: Sequence[int], config_digest: str, config_size: int, annotations: Mapping[str, str]
+    digests: Sequence[str],
+    sizes: Sequence[int],
+    config_digest: str,
+    config_size: int,
+    annotations: Mapping[str, str],
+    media_type: str = OCI_LAYER_TAR,
 ) -> Manifest:
     return build_image_manifest(
-        [Descriptor(OCI_LAYER_TAR, digest, size) for digest, size in zip(digests, sizes, strict=True)],
+        [Descriptor(media_type, digest, size) for digest, size in zip(digests, sizes, strict=True)],
         config=Descriptor(OCI_CONFIG, config_digest, config_size),
         annotations=annotations or None,
     )
 
 
-def _layer_blobs(plan: BuildPlan, digests: Sequence[str]) -> list[BlobRef]:
-    return [
-        BlobRef(digest, layer.size, OCI_LAYER_TAR, layer) for layer, digest in zip(plan.layers, digests, strict=True)
-    ]
+def _layer_blobs(blobs: Sequence[BlobSource], digests: Sequence[str], media_type: str) -> list[BlobRef]:
+    return [BlobRef(digest, blob.size, media_type, blob) for blob, digest in zip(blobs, digests, strict=True)]
 
 
 def _composed(
     base: BaseImage,
     plan: BuildPlan,
+    layers: Sequence[BlobSource],
     digests: Sequence[str],
     diff_ids: Sequence[str],
     epoch: int | None,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    media_type: str,
 ) -> Composed:
     comments = [f"{layer.files} files" for layer in plan.layers]
     return base.compose(
-        _layer_blobs(plan, digests),
+        _layer_blobs(layers, digests, media_type),
         diff_ids,
         history_entries(epoch, comments),
         created=_stamp(epoch).get("created"),

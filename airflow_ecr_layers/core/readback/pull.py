@@ -36,6 +36,7 @@ from airflow_ecr_layers.core.oci.layers import check_file_names, safe_title
 from airflow_ecr_layers.core.oci.manifest import INDEX_TYPES, MANIFEST_TYPES, TITLE_ANNOTATION, sha256_digest
 from airflow_ecr_layers.core.push.artifact import check_max_concurrency
 from airflow_ecr_layers.core.readback.download import LayerDownload
+from airflow_ecr_layers.core.readback.extract import extract_image, is_tar_image
 from airflow_ecr_layers.core.sources.identity import CHUNK_FILE_SIZE, CHUNK_OF, CHUNK_OFFSET
 
 log = logging.getLogger("airflow_ecr_layers")
@@ -227,11 +228,33 @@ def pull_artifact(
     *,
     include: str | None = None,
     max_concurrency: int = 2,
+    path: str | None = None,
 ) -> PullResult:
-    """Write every file of the artifact ``reference`` names through ``sink``, verified."""
+    """Write every file of the artifact ``reference`` names through ``sink``, verified.
+
+    An image of tar layers (one a build made, any OCI or Docker image) is extracted instead
+    (:mod:`.extract`): the files under ``path`` (by default the folder its build recorded, else
+    ``/``), every entry of every layer checked before anything is written."""
     max_concurrency = check_max_concurrency(max_concurrency)
     registry_id = engine.calls.repository_registry_id(reference.repository_name, reference.registry_id)
     image = fetch_manifest(engine, reference)
+    body = _json_object(image.manifest)
+    if is_tar_image(body):
+        extracted = extract_image(
+            engine,
+            reference.repository_name,
+            registry_id,
+            image,
+            sink,
+            path=path,
+            include=include,
+            max_concurrency=max_concurrency,
+        )
+        written = [PulledFile(f.path, f.title, f.size, f.digest, [f.layer]) for f in extracted]
+        log.info("Extracted %d files from %s (%s)", len(written), reference, image.image_digest)
+        return PullResult(registry_id, reference.repository_name, image.image_digest, written)
+    if path:
+        raise InvalidInputError("path is for images of tar layers; an artifact's files are pulled by their titles")
     files = plan_files(image.manifest, include)
     sink.check([f.title for f in files])
     log.info(

@@ -54,6 +54,9 @@ CHUNK_OFFSET = f"{NAMESPACE}.chunk.offset"
 """On a chunk: the byte of the file it starts at (decimal)."""
 CHUNK_FILE_SIZE = f"{NAMESPACE}.chunk.file-size"
 """On a chunk: the whole file's size in bytes (decimal)."""
+BUILD_PATH = f"{NAMESPACE}.build.path"
+"""On an image built from files: the folder the files were put under (``/models``); a pull writes
+them relative to it."""
 _VERSION = 2
 """2: the region and the local file's inode, device and ctime_ns joined the token."""
 
