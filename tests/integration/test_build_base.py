@@ -19,6 +19,7 @@ from airflow_ecr_layers.core.build.image import build_image, files_of, platforms
 from airflow_ecr_layers.core.ecr.references import parse_reference
 from airflow_ecr_layers.core.errors import InvalidInputError
 from airflow_ecr_layers.core.readback.base_image import resolve_base
+from airflow_ecr_layers.core.sources.identity import BUILD_PATH
 from airflow_ecr_layers.operators import BuildImageOperator
 from airflow_ecr_layers.storage import PlainStorage, open_sources
 from airflow_ecr_layers.testing.server import EmbeddedAws
@@ -95,6 +96,7 @@ def test_an_image_on_a_base_keeps_its_config_and_puts_its_layers_first(
         "org.opencontainers.image.title": "a modelcar",
         BASE_DIGEST: busybox["digest"],
         BASE_NAME: result.base,
+        BUILD_PATH: "/models",  # where a pull takes the files from
     }
     config = json.loads(blob(ecr, repo, manifest["config"]["digest"]))
     assert manifest["config"]["mediaType"] == OCI_CONFIG and config["config"] == {
@@ -396,3 +398,42 @@ def test_the_cli_builds_on_a_base_for_the_platforms_named(
     assert result["platform"] == "linux/arm64,linux/amd64" and len(result["images"]) == 2
     index, _ = manifest_of(ecr, repo, {"imageTag": "cli"})
     assert [m["platform"]["architecture"] for m in index["manifests"]] == ["arm64", "amd64"]
+
+
+def test_a_gzip_build_on_a_base_pulls_back_to_exactly_our_files(
+    hook: Any, repo: str, ecr: Any, busybox: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
+    """Gzip layers, a base, a re-build and a pull together: the pull gives the files under
+    ``path`` and nothing of the base's (its ``/bin``, ``/etc`` lie outside that folder)."""
+    first = build_image(
+        hook.engine,
+        repo,
+        model_files(tmp_path),
+        path="/models",
+        tags=["gz"],
+        base=on(hook, "base/busybox:1.36"),
+        compress="gzip",
+    )
+    manifest, _ = manifest_of(ecr, repo, {"imageTag": "gz"})
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [LAYER_TAR] * 2 + [LAYER_GZIP] * len(first.layers)
+    config = json.loads(blob(ecr, repo, manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"][2:] != [layer.digest for layer in first.layers]  # gzip: digest != diff_id
+
+    again = build_image(
+        hook.engine,
+        repo,
+        model_files(tmp_path),
+        path="/models",
+        tags=["gz"],
+        base=on(hook, "base/busybox:1.36"),
+        compress="gzip",
+    )
+    assert again.image_digest == first.image_digest and again.totals["bytes_sent"] == 0
+
+    assert main(["pull", f"{repo}:gz", f"file://{tmp_path}/out/", "--conn-id", "aws_default"]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert pulled["image_digest"] == first.image_digest
+    written = {
+        str(p.relative_to(tmp_path / "out")): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()
+    }
+    assert written == MODEL
