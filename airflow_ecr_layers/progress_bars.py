@@ -78,6 +78,8 @@ class ProgressBars:
             self.total.update(done - self._done.get(name, 0))
             self._done[name] = done
             if done >= total:  # a later restart of this blob gets a new bar
+                # update() draws at most every mininterval: draw the finished bar once, whatever the clock says
+                bar.refresh()
                 self._layers.pop(name).close()
 
     def close(self) -> None:

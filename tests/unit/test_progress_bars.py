@@ -6,6 +6,8 @@ import io
 import logging
 import re
 
+import pytest
+
 from airflow_ecr_layers.core.engine.progress import ProgressLog
 from airflow_ecr_layers.progress_bars import ProgressBars, short_name
 
@@ -31,6 +33,23 @@ def test_the_total_is_the_sum_of_the_layers_and_follows_a_restart() -> None:
     screen = out.getvalue()
     assert "total (2 layers): 100%" in screen and "16.0M/16.0M" in screen
     assert "s3://b/a.bin:   0%" in screen and "<OCI empty config>" not in screen
+
+
+def test_a_layer_that_finishes_within_the_redraw_interval_still_shows_its_finished_bar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tqdm draws at most every ``mininterval``: a clock that never moves stands in for a layer
+    sent faster than that, and its 100% must still be drawn before the bar is cleared."""
+    import tqdm.std
+
+    monkeypatch.setattr(tqdm.std, "time", lambda: 1_000.0)
+    out = io.StringIO()
+    bars = ProgressBars(out)
+    bars.planned({"s3://b/a.bin": 10 * MiB})
+    bars.advanced("s3://b/a.bin", 0, 10 * MiB)
+    bars.advanced("s3://b/a.bin", 10 * MiB, 10 * MiB)
+    bars.close()
+    assert re.search(r"s3://b/a\.bin: 100%\|[^\r\n]*\| 10\.0M/10\.0M", out.getvalue())
 
 
 def test_the_engine_progress_log_tells_its_listener_every_count_and_logs_every_ten_percent() -> None:
